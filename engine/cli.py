@@ -1,0 +1,156 @@
+"""`rsseg` command line: argument parsing only; each command is a thin call into the engine modules.
+
+Exit codes: 0 success, 2 a user error (one line on stderr naming the input and the fix), 1 a crash.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.errors import UserError
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on a COCO instance dataset")
+    p.add_argument("--coco", required=True, help="training COCO json")
+    p.add_argument("--images", required=True, help="folder with the training images")
+    p.add_argument("--val-coco", help="validation COCO json (evaluated each --eval-every epochs)")
+    p.add_argument("--val-images", help="validation images folder (default: --images)")
+    p.add_argument("--out", required=True, help="run folder: last.pt, best.pt, log.jsonl, loss.png")
+    p.add_argument("--name", help="model name stored in the spec (default: the run folder's name)")
+    p.add_argument("--arch", default="mask_rcnn", help="architecture (see 'rsseg models --architectures')")
+    p.add_argument("--backbone", default="resnet18", help="resnet18 | resnet50 | efficientnet_lite0")
+    p.add_argument("--pretrained", action="store_true", help="ImageNet weights (efficientnet_lite0)")
+    p.add_argument("--config", default="{}", help="JSON object of architecture config overrides")
+    p.add_argument("--bands", help="comma-separated 1-based bands to read, e.g. '1' for SAR JPEGs")
+    p.add_argument("--band-names", help="comma-separated names of the model's input bands")
+    p.add_argument("--sensor", choices=["sar", "sar-db", "optical"], default="sar")
+    p.add_argument("--mean", default="0.5", help="comma-separated per-band means after scaling to [0,1]")
+    p.add_argument("--std", default="0.5", help="comma-separated per-band stds")
+    p.add_argument("--scale", type=float, default=1 / 255, help="raw value -> [0,1] factor (1/255 for 8-bit)")
+    p.add_argument("--gsd", type=float, default=1.0, help="ground sample distance of the training data, m/pixel")
+    p.add_argument("--tile-size", type=int, default=512)
+    p.add_argument("--overlap", type=int, default=128)
+    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--description", default="")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-iters", type=int, default=200)
+    p.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
+    p.add_argument("--steps", default="8,11", help="epochs where the step schedule divides lr by 10")
+    p.add_argument("--clip-grad", type=float, default=10.0)
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--crop-size", type=int, default=512)
+    p.add_argument("--scale-jitter", default="0.8,1.25", help="min,max resize factor")
+    p.add_argument("--max-iters-per-epoch", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+
+
+def _add_split(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("split", help="seeded train/validation split of a COCO file")
+    p.add_argument("--coco", default=str(DEFAULT_DATA / "ssdd" / "train.json"))
+    p.add_argument("--out", required=True, help="folder for train.json and val.json")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+def _ints(text: str | None) -> list[int] | None:
+    return [int(v) for v in text.split(",") if v.strip()] if text else None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.data.coco import read_coco
+    from engine.spec import ModelSpec, Normalisation, classes_from_names
+    from engine.training.trainer import Trainer, TrainConfig
+
+    try:
+        overrides = json.loads(args.config)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--config: not a JSON object ({exc})") from None
+    index = read_coco(args.coco)
+    bands = _ints(args.bands)
+    n_bands = len(bands) if bands else int(overrides.pop("bands", 0) or 0) or _guess_bands(args)
+    sar = {"sar": "amplitude", "sar-db": "db", "optical": "none"}[args.sensor]
+    spec = ModelSpec(
+        name=args.name or Path(args.out).name,
+        architecture=args.arch,
+        config={"backbone": args.backbone, "pretrained": args.pretrained, **overrides},
+        classes=classes_from_names(index.category_names),
+        bands=n_bands,
+        band_names=tuple(args.band_names.split(",")) if args.band_names else tuple(f"b{i + 1}" for i in range(n_bands)),
+        normalisation=Normalisation(scale=args.scale, mean=_floats(args.mean), std=_floats(args.std), sar=sar),
+        gsd_m=args.gsd, tile_size=args.tile_size, overlap=args.overlap,
+        score_threshold=args.score_threshold, description=args.description,
+    )
+    jitter = _floats(args.scale_jitter)
+    cfg = TrainConfig(
+        coco=args.coco, images=args.images, out_dir=args.out, val_coco=args.val_coco, val_images=args.val_images,
+        bands=bands, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, schedule=args.schedule,
+        steps=_ints(args.steps) or [], clip_grad=args.clip_grad, amp=not args.no_amp, seed=args.seed,
+        workers=args.workers, eval_every=args.eval_every, crop_size=args.crop_size, min_scale=jitter[0],
+        max_scale=jitter[1], max_iters_per_epoch=args.max_iters_per_epoch, device=args.device,
+        resume=not args.no_resume, threads=args.threads,
+    )
+    best = Trainer(spec, cfg, log=lambda m: print(m, file=sys.stderr)).fit()
+    print(f"trained: {best}", file=sys.stderr)
+    return 0
+
+
+def _guess_bands(args: argparse.Namespace) -> int:
+    """Band count of the first training image."""
+    from engine.data.coco import read_coco, read_image
+
+    first = read_coco(args.coco).images[0]["file_name"]
+    return read_image(Path(args.images) / first).shape[0]
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from engine.data.split import split_coco
+
+    train, val = split_coco(args.coco, args.out, args.val_fraction, args.seed)
+    print(f"wrote {train} and {val}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "split": cmd_split}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rsseg", description="Remote-sensing segmentation engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_split(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""COCO instance datasets, joint transforms and splits."""

@@ -1,0 +1,106 @@
+"""Joint image/target augmentations on (image [C,H,W] float32, {"masks": [N,H,W] uint8, "labels": [N]}).
+
+Boxes are not transformed: the dataset derives them from the masks afterwards, which stays exact
+under rotation and cropping.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Sample = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+@dataclass
+class Compose:
+    transforms: Sequence[Callable[[Sample], Sample]]
+
+    def __call__(self, sample: Sample) -> Sample:
+        for t in self.transforms:
+            sample = t(sample)
+        return sample
+
+
+@dataclass
+class RandomFlip:
+    """Flip left-right and (independently) up-down, each with probability p."""
+
+    p: float = 0.5
+    rng: np.random.Generator | None = None
+
+    def __call__(self, sample: Sample) -> Sample:
+        image, target = sample
+        rng = self.rng or np.random.default_rng()
+        for axis in (2, 1):
+            if rng.random() < self.p:
+                image = np.flip(image, axis)
+                target = {**target, "masks": np.flip(target["masks"], axis)}
+        return image, target
+
+
+@dataclass
+class RandomRot90:
+    """Rotate by k x 90 degrees, k uniform in 0..3 (top-down imagery has no preferred 'up')."""
+
+    rng: np.random.Generator | None = None
+
+    def __call__(self, sample: Sample) -> Sample:
+        image, target = sample
+        k = int((self.rng or np.random.default_rng()).integers(4))
+        if k == 0:
+            return sample
+        return np.rot90(image, k, (1, 2)), {**target, "masks": np.rot90(target["masks"], k, (1, 2))}
+
+
+@dataclass
+class ScaleJitter:
+    """Resize by a factor uniform in [min_scale, max_scale] (bilinear image, nearest masks)."""
+
+    min_scale: float = 0.8
+    max_scale: float = 1.25
+    rng: np.random.Generator | None = None
+
+    def __call__(self, sample: Sample) -> Sample:
+        image, target = sample
+        s = float((self.rng or np.random.default_rng()).uniform(self.min_scale, self.max_scale))
+        h, w = image.shape[1:]
+        size = (max(8, round(h * s)), max(8, round(w * s)))
+        if size == (h, w):
+            return sample
+        img = F.interpolate(torch.from_numpy(np.ascontiguousarray(image))[None], size, mode="bilinear",
+                            align_corners=False)[0].numpy()
+        masks = target["masks"]
+        if len(masks):
+            masks = F.interpolate(torch.from_numpy(np.ascontiguousarray(masks))[None].float(), size,
+                                  mode="nearest")[0].to(torch.uint8).numpy()
+        else:
+            masks = np.zeros((0, *size), np.uint8)
+        return img, {**target, "masks": masks}
+
+
+@dataclass
+class RandomCrop:
+    """Crop to at most `size` x `size` pixels at a random position (no-op for smaller images)."""
+
+    size: int = 512
+    rng: np.random.Generator | None = None
+
+    def __call__(self, sample: Sample) -> Sample:
+        image, target = sample
+        h, w = image.shape[1:]
+        if h <= self.size and w <= self.size:
+            return sample
+        rng = self.rng or np.random.default_rng()
+        r0 = int(rng.integers(h - min(h, self.size) + 1))
+        c0 = int(rng.integers(w - min(w, self.size) + 1))
+        rs, cs = slice(r0, r0 + self.size), slice(c0, c0 + self.size)
+        return image[:, rs, cs], {**target, "masks": target["masks"][:, rs, cs]}
+
+
+def training_transforms(crop_size: int = 512, min_scale: float = 0.8, max_scale: float = 1.25) -> Compose:
+    """The default augmentation: flips, 90-degree rotations, scale jitter, crop."""
+    return Compose([RandomFlip(), RandomRot90(), ScaleJitter(min_scale, max_scale), RandomCrop(crop_size)])

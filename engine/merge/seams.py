@@ -1,0 +1,170 @@
+"""Mask-aware merging of instances that several overlapping tiles predicted for one object.
+
+Coordinates are raster pixels (row, col); boxes are ``(row0, col0, row1, col1)``, half-open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class Instance:
+    """One predicted object in raster pixel coordinates.
+
+    ``mask``: bool ``[h, w]``, cropped to the instance's bounding box; ``mask[0, 0]`` is raster
+    pixel ``(row_off, col_off)``. ``score`` in [0, 1]. ``n_tiles``: how many tile predictions were
+    merged into it. ``window``: optional ``(row0, col0, row1, col1)`` of the tile window the
+    prediction came from; when two instances both carry one, their masks are compared only where
+    both tiles could see (see :func:`merge_seam_duplicates`).
+    """
+
+    class_id: int
+    score: float
+    mask: np.ndarray
+    row_off: int
+    col_off: int
+    n_tiles: int = 1
+    merged: bool = False
+    window: Box | None = None
+
+    @property
+    def bbox(self) -> Box:
+        """``(row0, col0, row1, col1)`` of the mask array in raster pixels, half-open."""
+        h, w = self.mask.shape
+        return (self.row_off, self.col_off, self.row_off + h, self.col_off + w)
+
+    @property
+    def area(self) -> int:
+        """Number of mask pixels."""
+        return int(np.count_nonzero(self.mask))
+
+
+def _intersect(a: Box, b: Box) -> Box | None:
+    r0, c0 = max(a[0], b[0]), max(a[1], b[1])
+    r1, c1 = min(a[2], b[2]), min(a[3], b[3])
+    return (r0, c0, r1, c1) if r0 < r1 and c0 < c1 else None
+
+
+def _crop(inst: Instance, box: Box) -> np.ndarray:
+    """The part of ``inst.mask`` inside raster box ``box`` (which must lie inside its bbox)."""
+    r0, c0 = box[0] - inst.row_off, box[1] - inst.col_off
+    return inst.mask[r0 : r0 + box[2] - box[0], c0 : c0 + box[3] - box[1]]
+
+
+def _count_in(inst: Instance, box: Box | None) -> int:
+    if box is None:
+        return inst.area
+    sub = _intersect(inst.bbox, box)
+    return 0 if sub is None else int(np.count_nonzero(_crop(inst, sub)))
+
+
+def _same_object(a: Instance, b: Instance, threshold: float) -> bool:
+    """Overlap test: ``|a & b| / min(|a|, |b|) >= threshold``.
+
+    When both instances know their tile window, the areas in the denominator are counted inside
+    the two windows' intersection only. A large object cut by a tile border is seen as two partial
+    masks that overlap only in the tiles' shared strip, so over the whole masks the ratio can be
+    tiny; inside the shared strip both tiles saw the same pixels and the ratio is ~1. Two distinct
+    objects in the same tile keep the plain whole-mask ratio (same window for both).
+    """
+    box = _intersect(a.bbox, b.bbox)
+    if box is None:
+        return False
+    inter = int(np.count_nonzero(_crop(a, box) & _crop(b, box)))
+    if inter == 0:
+        return False
+    shared = None
+    if a.window is not None and b.window is not None:
+        shared = _intersect(a.window, b.window)
+    smaller = min(_count_in(a, shared), _count_in(b, shared))
+    return inter >= threshold * smaller
+
+
+def _find(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def _candidate_pairs(instances: list[Instance]):
+    """Same-class pairs whose bounding boxes intersect: sort by ``row0`` and sweep over rows."""
+    order = sorted(range(len(instances)), key=lambda i: (instances[i].class_id, instances[i].bbox[0]))
+    boxes = [instances[i].bbox for i in range(len(instances))]
+    for k, i in enumerate(order):
+        for j in order[k + 1 :]:
+            if instances[j].class_id != instances[i].class_id or boxes[j][0] >= boxes[i][2]:
+                break
+            if boxes[j][1] < boxes[i][3] and boxes[i][1] < boxes[j][3]:
+                yield i, j
+
+
+def _merge_group(parts: list[Instance]) -> Instance:
+    r0 = min(p.bbox[0] for p in parts)
+    c0 = min(p.bbox[1] for p in parts)
+    r1 = max(p.bbox[2] for p in parts)
+    c1 = max(p.bbox[3] for p in parts)
+    mask = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+    for p in parts:
+        h, w = p.mask.shape
+        mask[p.row_off - r0 : p.row_off - r0 + h, p.col_off - c0 : p.col_off - c0 + w] |= p.mask
+    areas = np.array([p.area for p in parts], dtype=np.float64)
+    scores = np.array([p.score for p in parts], dtype=np.float64)
+    windows = [p.window for p in parts if p.window is not None]
+    window = None
+    if windows:
+        window = (
+            min(w[0] for w in windows), min(w[1] for w in windows),
+            max(w[2] for w in windows), max(w[3] for w in windows),
+        )
+    return Instance(
+        class_id=parts[0].class_id,
+        score=float((areas * scores).sum() / areas.sum()),
+        mask=mask,
+        row_off=r0,
+        col_off=c0,
+        n_tiles=sum(p.n_tiles for p in parts),
+        merged=True,
+        window=window,
+    )
+
+
+def merge_seam_duplicates(instances: list[Instance], overlap_threshold: float = 0.5) -> list[Instance]:
+    """Merge instances of the same class that are views of one object from overlapping tiles.
+
+    Two instances are the same object when their masks overlap by at least ``overlap_threshold``
+    of the smaller one (see :func:`_same_object` for how tile windows refine this). Grouping is
+    transitive (union-find), so an object under a tile corner seen by four tiles becomes one.
+    Only pairs whose bounding boxes intersect are compared (row sweep), so mask work grows with the
+    number of touching pairs, not with N^2. Different classes are never merged. Instances with an
+    empty mask are returned unchanged.
+
+    A merged instance has the union mask on the union bbox, ``n_tiles`` summed, ``merged=True``,
+    and as score the area-weighted mean of its parts' scores: a part cut by a tile border saw less
+    of the object and carries less evidence than a view of the whole, so it should weigh less.
+
+    Returns merged and untouched instances in the order of their first part in the input.
+    """
+    if not 0.0 < overlap_threshold <= 1.0:
+        raise ValueError(f"overlap_threshold must be in (0, 1], got {overlap_threshold}")
+    parent = list(range(len(instances)))
+    for i, j in _candidate_pairs(instances):
+        ri, rj = _find(parent, i), _find(parent, j)
+        if ri != rj and _same_object(instances[i], instances[j], overlap_threshold):
+            parent[max(ri, rj)] = min(ri, rj)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(instances)):
+        groups.setdefault(_find(parent, i), []).append(i)
+    out = []
+    for members in groups.values():
+        if len(members) == 1:
+            out.append(instances[members[0]])
+        else:
+            out.append(_merge_group([instances[i] for i in members]))
+    return out
+

@@ -1,0 +1,24 @@
+"""MODELS: a plain dict from architecture name to a builder taking a ModelSpec."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from engine.models.detectors.mask_rcnn import build_mask_rcnn
+from engine.spec import ModelSpec
+
+MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
+    "mask_rcnn": build_mask_rcnn,
+}
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """Build the (untrained) module that `spec.architecture` names."""
+    try:
+        builder = MODELS[spec.architecture]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture '{spec.architecture}'; available: {', '.join(sorted(MODELS))}"
+        ) from None
+    return builder(spec)

@@ -1,0 +1,240 @@
+"""Training loop: SGD/AdamW, warmup + step/cosine schedule, gradient clipping, AMP on CUDA,
+checkpoint every epoch with resume, seeded, tqdm bar with the loss, JSON-lines log, loss-curve PNG.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from engine.data.coco import CocoInstanceDataset, collate
+from engine.data.transforms import training_transforms
+from engine.evaluation.coco_eval import evaluate_model
+from engine.models import build_model
+from engine.spec import ModelSpec
+
+
+@dataclass
+class TrainConfig:
+    coco: str
+    images: str
+    out_dir: str
+    val_coco: str | None = None
+    val_images: str | None = None
+    bands: list[int] | None = None  # 1-based band indices read from the images
+    epochs: int = 12
+    batch_size: int = 2
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 200
+    schedule: str = "cosine"  # cosine | step
+    steps: list[int] = field(default_factory=lambda: [8, 11])  # epochs at which lr x 0.1 (step)
+    clip_grad: float = 10.0
+    amp: bool = True  # CUDA only
+    seed: int = 0
+    workers: int = 1
+    eval_every: int = 1  # epochs; 0 = only at the end
+    crop_size: int = 512
+    min_scale: float = 0.8
+    max_scale: float = 1.25
+    max_iters_per_epoch: int = 0  # 0 = whole epoch (tests use a few)
+    device: str = "auto"
+    resume: bool = True  # continue from out_dir/last.pt when present
+    threads: int = 0  # CPU threads for torch; 0 = all cores
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_factor(it: int, total: int, warmup: int, schedule: str, steps_iters: list[int]) -> float:
+    """Multiplier of the base learning rate at iteration `it` (linear warmup from 0.001)."""
+    warm = 1.0 if it >= warmup else 0.001 + (1 - 0.001) * it / max(1, warmup)
+    if schedule == "cosine":
+        return warm * 0.5 * (1 + math.cos(math.pi * min(it, total) / max(1, total)))
+    return warm * 0.1 ** sum(it >= s for s in steps_iters)
+
+
+def _worker_init(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class Trainer:
+    """`Trainer(spec, cfg).fit()` -> path of the best checkpoint."""
+
+    def __init__(self, spec: ModelSpec, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
+        self.spec, self.cfg, self.log = spec, cfg, log
+        self.out = Path(cfg.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        seed_everything(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = pick_device(cfg.device)
+        self.train_set = CocoInstanceDataset(
+            cfg.coco, cfg.images, spec.normalisation, cfg.bands,
+            training_transforms(cfg.crop_size, cfg.min_scale, cfg.max_scale),
+        )
+        self.val_set = (CocoInstanceDataset(cfg.val_coco, cfg.val_images or cfg.images, spec.normalisation, cfg.bands)
+                        if cfg.val_coco else None)
+        self.model = build_model(spec).to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "adamw":
+            self.optim: torch.optim.Optimizer = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            self.optim = torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.epoch, self.iteration, self.best_ap = 0, 0, -1.0
+        self.history: list[dict[str, Any]] = []
+        last = self.out / "last.pt"
+        if cfg.resume and last.is_file():
+            self._resume(last)
+
+    def _loader(self) -> torch.utils.data.DataLoader:
+        g = torch.Generator().manual_seed(self.cfg.seed + self.epoch)
+        return torch.utils.data.DataLoader(
+            self.train_set, batch_size=self.cfg.batch_size, shuffle=True, generator=g, collate_fn=collate,
+            num_workers=self.cfg.workers, worker_init_fn=_worker_init, persistent_workers=False,
+        )
+
+    def _iters_per_epoch(self) -> int:
+        n = math.ceil(len(self.train_set) / self.cfg.batch_size)
+        return min(n, self.cfg.max_iters_per_epoch) if self.cfg.max_iters_per_epoch else n
+
+    def _resume(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        self.model.load_state_dict(ckpt.state_dict)
+        state = ckpt.training_state or {}
+        if "optimizer" in state:
+            self.optim.load_state_dict(state["optimizer"])
+        self.epoch, self.iteration = state.get("epoch", 0), state.get("iteration", 0)
+        self.best_ap = state.get("best_ap", -1.0)
+        self.history = json.loads(state.get("history", "[]"))
+        self.log(f"resumed from {path} at epoch {self.epoch}, iteration {self.iteration}")
+
+    def _provenance(self) -> dict[str, Any]:
+        return {
+            "train_config": json.dumps(asdict(self.cfg)), "epochs_done": self.epoch, "iterations": self.iteration,
+            "train_images": len(self.train_set), "torch": torch.__version__, "device": str(self.device),
+            "host": platform.node(), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    def _save(self, name: str, metrics: dict[str, Any], with_state: bool) -> Path:
+        state = None
+        if with_state:
+            state = {"optimizer": self.optim.state_dict(), "epoch": self.epoch, "iteration": self.iteration,
+                     "best_ap": self.best_ap, "history": json.dumps(self.history)}
+        ckpt = Checkpoint(self.spec, self.model.state_dict(), self._provenance(), metrics, state)
+        return save_checkpoint(ckpt, self.out / name)
+
+    def _write_log(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def train_one_epoch(self) -> float:
+        self.model.train()
+        total_iters = self._iters_per_epoch() * self.cfg.epochs
+        steps_iters = [s * self._iters_per_epoch() for s in self.cfg.steps]
+        running = 0.0
+        bar = tqdm(self._loader(), total=self._iters_per_epoch(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+                   dynamic_ncols=True, leave=True)
+        for k, (images, targets) in enumerate(bar):
+            if k >= self._iters_per_epoch():
+                break
+            factor = lr_factor(self.iteration, total_iters, self.cfg.warmup_iters, self.cfg.schedule, steps_iters)
+            for group in self.optim.param_groups:
+                group["lr"] = self.cfg.lr * factor
+            images = [im.to(self.device) for im in images]
+            targets = [{k2: (v.to(self.device) if torch.is_tensor(v) else v) for k2, v in t.items()} for t in targets]
+            with torch.autocast(self.device.type, enabled=self.use_amp):
+                losses = self.model(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at iteration {self.iteration}; lower --lr")
+            self.optim.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optim)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+            self.scaler.step(self.optim)
+            self.scaler.update()
+            self.iteration += 1
+            running = loss.item() if k == 0 else 0.9 * running + 0.1 * loss.item()
+            bar.set_postfix(loss=f"{running:.3f}", lr=f"{self.cfg.lr * factor:.2e}")
+            if self.iteration % 20 == 0:
+                self._write_log({"type": "train", "epoch": self.epoch, "iteration": self.iteration,
+                                 "lr": self.cfg.lr * factor, "loss": loss.item(),
+                                 **{n: round(v.item(), 5) for n, v in losses.items()}})
+        bar.close()
+        return running
+
+    def fit(self) -> Path:
+        """Train the remaining epochs; returns the path of best.pt (by validation mask AP) or last.pt."""
+        while self.epoch < self.cfg.epochs:
+            loss = self.train_one_epoch()
+            self.epoch += 1
+            metrics: dict[str, Any] = {"train_loss": round(loss, 5)}
+            evaluate_now = self.val_set is not None and (
+                self.epoch == self.cfg.epochs or (self.cfg.eval_every and self.epoch % self.cfg.eval_every == 0))
+            if evaluate_now:
+                metrics["val"] = evaluate_model(self.model, self.val_set, self.device)
+                self.log(f"epoch {self.epoch}: val mask AP {metrics['val']['segm']['AP']:.2f} "
+                         f"box AP {metrics['val']['bbox']['AP']:.2f}")
+            self._write_log({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration, **metrics})
+            if evaluate_now and metrics["val"]["segm"]["AP"] > self.best_ap:
+                self.best_ap = metrics["val"]["segm"]["AP"]
+                self._save("best.pt", metrics, with_state=False)
+            self._save("last.pt", metrics, with_state=True)
+            plot_loss_curve(self.out / "log.jsonl", self.out / "loss.png")
+        best = self.out / "best.pt"
+        return best if best.is_file() else self.out / "last.pt"
+
+
+def plot_loss_curve(log_path: Path, png_path: Path) -> None:
+    """Training loss per logged iteration and validation mask AP per epoch -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    train = [r for r in records if r["type"] == "train"]
+    evals = [r for r in records if r["type"] == "epoch" and "val" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["iteration"] for r in train], [r["loss"] for r in train], lw=0.8, label="train loss")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot([r["iteration"] for r in evals], [r["val"]["segm"]["AP"] for r in evals], "o-", c="C1",
+                 label="val mask AP")
+        ax2.set_ylabel("val mask AP (%)")
+    ax.set_title(png_path.parent.name)
+    fig.tight_layout()
+    tmp = png_path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png_path)
