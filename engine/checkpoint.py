@@ -8,6 +8,7 @@ One `.pt` file per model, a plain dict loadable with `torch.load(weights_only=Tr
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, foreign pickles
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        # torch's weights_only message opens with generic advice (and ANSI codes): keep its specific last line
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        lines = [ln.strip() for ln in text.splitlines()
+                 if ln.strip() and "documentation of torch.load" not in ln]
+        reason = lines[-1][:120] if lines else type(exc).__name__
         raise UserError(f"checkpoint '{path}': not a readable rsseg checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(

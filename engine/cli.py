@@ -66,6 +66,136 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment a raster into polygons (GeoPackage, Shapefile, GeoJSON)")
+    p.add_argument("raster", help="input raster (GeoTIFF or anything GDAL reads)")
+    p.add_argument("--model", default=None, help="shipped model name or checkpoint path (default: %(default)s)")
+    p.add_argument("--out", required=True, help="output vector file: .gpkg, .shp or .geojson")
+    p.add_argument("--bands", help="comma-separated 1-based raster bands fed to the model (default: all)")
+    p.add_argument("--score-threshold", type=float, help="minimum score (default: the model's)")
+    p.add_argument("--mask-threshold", type=float, help="mask probability threshold (default: the model's)")
+    p.add_argument("--tile-size", type=int, help="tile size in pixels (default: the model's)")
+    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per model call")
+    p.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance, map units")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar",
+                   help="bar on stderr, or JSON lines on stdout for programs (the QGIS plugin)")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="COCO bbox and mask AP of a model on a COCO dataset")
+    p.add_argument("--checkpoint", required=True, help="shipped model name or checkpoint path")
+    p.add_argument("--coco", required=True, help="COCO json with the ground truth")
+    p.add_argument("--images", required=True, help="folder with the images")
+    p.add_argument("--bands", help="comma-separated 1-based bands read from the images (default: the model's count)")
+    p.add_argument("--out", help="metrics JSON (default: print only)")
+    p.add_argument("--device", default="auto")
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the shipped models and their specs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--architectures", action="store_true", help="list the buildable architectures")
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from engine.progress import Reporter
+
+    reporter = Reporter(args.progress, desc="segment")
+    try:
+        return _segment(args, reporter)
+    except UserError as exc:
+        reporter.error(str(exc))
+        raise
+    except Exception as exc:
+        reporter.error(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _segment(args: argparse.Namespace, reporter) -> int:
+    from engine.inference.predictor import Predictor, SegmentOptions, segment_raster
+    from engine.zoo import DEFAULT_MODEL, resolve_model
+
+    label, ckpt = resolve_model(args.model or DEFAULT_MODEL)
+    predictor = Predictor(ckpt, args.device)
+    options = SegmentOptions(
+        tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
+        mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
+        simplify=args.simplify,
+    )
+    reporter.start(raster=args.raster, model=label, output=args.out, device=str(predictor.device))
+    result = segment_raster(args.raster, args.out, predictor, options, model_label=label,
+                            progress=reporter.progress, warn=reporter.warning)
+    reporter.done(output=result.output, features=result.features, tiles=result.tiles, seconds=result.seconds,
+                  classes=result.class_counts)
+    counts = ", ".join(f"{n} {c}" for c, n in result.class_counts.items()) or "no objects"
+    print(f"{result.features} objects ({counts}) from {result.tiles} tiles in {result.seconds:.1f} s -> "
+          f"{result.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.data.coco import CocoInstanceDataset
+    from engine.evaluation.coco_eval import evaluate_model
+    from engine.inference.predictor import Predictor
+    from engine.zoo import resolve_model
+
+    label, ckpt = resolve_model(args.checkpoint)
+    predictor = Predictor(ckpt, args.device)
+    bands = _ints(args.bands) or list(range(1, ckpt.spec.bands + 1))
+    dataset = CocoInstanceDataset(args.coco, args.images, ckpt.spec.normalisation, bands)
+    from tqdm import tqdm
+
+    with tqdm(total=len(dataset), desc="evaluate", unit="img", file=sys.stderr) as bar:
+        metrics = evaluate_model(predictor.model, dataset, predictor.device,
+                                 progress=lambda done, total: bar.update(done - bar.n))
+    metrics = {"model": label, "coco": args.coco, **metrics}
+    print(f"{'':6}" + "".join(f"{n:>8}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
+    for kind in ("bbox", "segm"):
+        print(f"{kind:6}" + "".join(f"{metrics[kind][n]:8.1f}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
+    print(f"images: {metrics['images']}, {metrics['seconds_per_image'] * 1000:.0f} ms/image on {predictor.device}")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(json.dumps(metrics, indent=2))
+        tmp.replace(out)
+        print(f"metrics written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.checkpoint import load_checkpoint
+    from engine.models import MODELS
+    from engine.zoo import DEFAULT_MODEL, shipped_models
+
+    if args.architectures:
+        print("\n".join(sorted(MODELS)))
+        return 0
+    listing = []
+    for name, path in shipped_models().items():
+        ckpt = load_checkpoint(path)
+        listing.append({"name": name, "default": name == DEFAULT_MODEL, "path": str(path),
+                        "spec": ckpt.spec.to_dict(), "metrics": ckpt.metrics})
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    if not listing:
+        print("no shipped models installed")
+    for m in listing:
+        s = m["spec"]
+        classes = ", ".join(c["name"] for c in s["classes"])
+        ap = m["metrics"].get("val", {}).get("segm", {}).get("AP")
+        print(f"{m['name']}{' (default)' if m['default'] else ''}: {s['task']} {s['architecture']} "
+              f"[{s['config'].get('backbone', '')}], classes: {classes}; bands: {s['bands']} "
+              f"({', '.join(s['band_names'])}); GSD {s['gsd_m']} m; tile {s['tile_size']}/{s['overlap']}"
+              + (f"; val mask AP {ap:.1f}" if ap is not None else ""))
+        if s.get("description"):
+            print(f"    {s['description']}")
+    return 0
+
+
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(",") if v.strip())
 
@@ -129,14 +259,18 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "split": cmd_split}
+COMMANDS = {"train": cmd_train, "split": cmd_split, "segment": cmd_segment, "evaluate": cmd_evaluate,
+            "models": cmd_models}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rsseg", description="Remote-sensing segmentation engine")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_segment(sub)
     _add_train(sub)
+    _add_evaluate(sub)
     _add_split(sub)
+    _add_models(sub)
     return parser
 
 

@@ -59,14 +59,16 @@ def read_image(path: Path, bands: list[int] | None = None) -> np.ndarray:
         import rasterio
 
         with rasterio.open(path) as src:
+            if bands and (max(bands) > src.count or min(bands) < 1):
+                raise UserError(f"image '{path}': has {src.count} bands, bands {bands} requested (1-based)")
             arr = src.read(bands) if bands else src.read()
         return arr
     with Image.open(path) as im:
         arr = np.asarray(im)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     if bands:
-        if max(bands) > arr.shape[0]:
-            raise UserError(f"image '{path}': has {arr.shape[0]} bands, band {max(bands)} requested")
+        if max(bands) > arr.shape[0] or min(bands) < 1:
+            raise UserError(f"image '{path}': has {arr.shape[0]} bands, bands {bands} requested (1-based)")
         arr = arr[[b - 1 for b in bands]]
     return arr
 
@@ -143,7 +145,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         image = normalise(image, self.normalisation)
         if self.transforms is not None:
             image, target = self.transforms((image, target))
-        keep = target["masks"].reshape(len(target["masks"]), -1).any(axis=1)
+        keep = target["masks"].any(axis=(1, 2))  # [N] bool; works for N == 0
         masks, labels = target["masks"][keep], target["labels"][keep]
         h, w = image.shape[1:]
         return torch.from_numpy(np.ascontiguousarray(image)), {

@@ -138,7 +138,7 @@ class Trainer:
     def _provenance(self) -> dict[str, Any]:
         return {
             "train_config": json.dumps(asdict(self.cfg)), "epochs_done": self.epoch, "iterations": self.iteration,
-            "train_images": len(self.train_set), "torch": torch.__version__, "device": str(self.device),
+            "train_images": len(self.train_set), "torch": str(torch.__version__), "device": str(self.device),
             "host": platform.node(), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
 

@@ -1,0 +1,1 @@
+"""Tiled inference: raster -> tiles -> model -> merged instances -> polygons."""

@@ -1,0 +1,187 @@
+"""Tiled instance segmentation of a raster into polygons.
+
+raster windows (tile_grid) -> normalise -> batched model -> per-tile instances in raster pixels
+-> seam de-duplication (merge_seam_duplicates) -> polygons in the raster's CRS -> VectorWriter.
+Progress, warnings and cancellation are injected callables; the output is written atomically.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.checkpoint import Checkpoint
+from engine.errors import Cancelled, UserError
+from engine.merge import Instance, merge_seam_duplicates
+from engine.models import build_model
+from engine.normalise import normalise
+from engine.raster.source import RasterSource
+from engine.spec import ModelSpec
+from engine.tiling import Tile, tile_grid
+from engine.vector import VectorWriter, geometry_area_m2, mask_to_geometry, pixel_area_m2
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """Inference settings; None means "the model spec's default"."""
+
+    tile_size: int | None = None
+    overlap: int | None = None
+    score_threshold: float | None = None
+    mask_threshold: float | None = None
+    batch_size: int = 4
+    bands: list[int] | None = None  # 1-based raster bands fed to the model
+    merge_threshold: float = 0.5  # intersection / smaller part for seam duplicates
+    simplify: float = 0.0  # polygon simplification tolerance, map units
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    output: str
+    features: int
+    tiles: int
+    seconds: float
+    class_counts: dict[str, int]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> first CUDA GPU if any, else CPU; validates explicit names."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device '{name}': not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device '{name}': no CUDA GPU is available; use --device cpu")
+    return device
+
+
+class Predictor:
+    """A model ready for inference on one device: `predict(list of [C,H,W] float32) -> list of dicts`."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto") -> None:
+        self.spec: ModelSpec = checkpoint.spec
+        self.device = pick_device(device)
+        self.model = build_model(self.spec)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()}
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise UserError(f"checkpoint for '{self.spec.name}': weights do not match its spec "
+                            f"({str(exc).splitlines()[0][:120]})") from None
+        self.model.eval().to(self.device)
+
+    @torch.no_grad()
+    def predict(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Normalised tiles [C,h,w] -> per tile {"boxes" [N,4], "labels" [N], "scores" [N], "masks" [N,h,w] prob}."""
+        tensors = [torch.from_numpy(np.ascontiguousarray(im)).to(self.device) for im in images]
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            outputs = self.model(tensors)
+        return [{"boxes": o["boxes"].float().cpu().numpy(), "labels": o["labels"].cpu().numpy(),
+                 "scores": o["scores"].float().cpu().numpy(), "masks": o["masks"][:, 0].float().cpu().numpy()}
+                for o in outputs]
+
+
+def tile_instances(output: dict[str, np.ndarray], tile: Tile, score_threshold: float,
+                   mask_threshold: float) -> list[Instance]:
+    """One tile's model output -> Instances in raster pixels, masks cropped to their bounding boxes."""
+    found = []
+    window = (tile.row_off, tile.col_off, tile.row_off + tile.height, tile.col_off + tile.width)
+    for label, score, prob in zip(output["labels"], output["scores"], output["masks"]):
+        if score < score_threshold:
+            continue
+        mask = prob >= mask_threshold
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if rows.size == 0:
+            continue
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        found.append(Instance(int(label), float(score), mask[r0:r1, c0:c1].copy(),
+                              tile.row_off + int(r0), tile.col_off + int(c0), window=window))
+    return found
+
+
+def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
+    for i in range(0, len(tiles), size):
+        yield tiles[i:i + size]
+
+
+def segment_raster(
+    raster: str | Path,
+    out: str | Path,
+    predictor: Predictor,
+    options: SegmentOptions = SegmentOptions(),
+    model_label: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> SegmentResult:
+    """Segment `raster` with `predictor` and write polygons to `out` (.gpkg, .shp, .geojson)."""
+    spec = predictor.spec
+    tile_size = options.tile_size or spec.tile_size
+    overlap = spec.overlap if options.overlap is None else options.overlap
+    score_thr = spec.score_threshold if options.score_threshold is None else options.score_threshold
+    mask_thr = spec.mask_threshold if options.mask_threshold is None else options.mask_threshold
+    if overlap >= tile_size:
+        raise UserError(f"--overlap {overlap}: must be smaller than the tile size {tile_size}")
+    warn = warn or (lambda msg: None)
+    start = time.perf_counter()
+    with RasterSource(raster, options.bands) as src:
+        info = src.info
+        if len(src.bands) != spec.bands:
+            raise UserError(
+                f"raster '{raster}': {len(src.bands)} band(s) selected, model '{spec.name}' expects {spec.bands} "
+                f"({', '.join(spec.band_names)}); choose bands with --bands, e.g. --bands "
+                f"{','.join(str(i + 1) for i in range(spec.bands))}")
+        writer = VectorWriter(out, info.crs_wkt, layer_name=Path(out).stem)
+        if not info.georeferenced:
+            warn(f"raster '{raster}' has no CRS: polygons are in pixel coordinates (x=column, y=row) and "
+                 f"areas use the model's ground sample distance {spec.gsd_m} m")
+        tiles = tile_grid(info.height, info.width, tile_size, overlap)
+        instances: list[Instance] = []
+        done = 0
+        for batch in _batches(tiles, options.batch_size):
+            if cancelled and cancelled():
+                raise Cancelled()
+            images, kept = [], []
+            for tile in batch:
+                pixels = src.read(*tile.window)
+                valid = src.valid_mask(pixels)
+                if valid is not None and not valid.any():
+                    continue  # all nodata: nothing to see
+                image = normalise(pixels, spec.normalisation)
+                if valid is not None:
+                    image[:, ~valid] = 0.0
+                images.append(image)
+                kept.append(tile)
+            if images:
+                for tile, output in zip(kept, predictor.predict(images)):
+                    instances.extend(tile_instances(output, tile, score_thr, mask_thr))
+            done += len(batch)
+            if progress:
+                progress(done, len(tiles))
+        merged = merge_seam_duplicates(instances, options.merge_threshold)
+        if cancelled and cancelled():
+            raise Cancelled()
+        counts: dict[str, int] = {}
+        with writer:
+            for inst in sorted(merged, key=lambda i: -i.score):
+                geom = mask_to_geometry(inst.mask, inst.row_off, inst.col_off, info.transform, options.simplify)
+                if geom is None:
+                    continue
+                area = geometry_area_m2(geom, info.crs_wkt) if info.georeferenced else pixel_area_m2(geom, spec.gsd_m)
+                name = spec.class_name(inst.class_id)
+                writer.write(geom, {
+                    "class_id": inst.class_id, "class_name": name, "score": round(inst.score, 4),
+                    "area_m2": round(area, 2), "n_tiles": inst.n_tiles, "merged": int(inst.merged),
+                    "model": model_label or spec.name, "source": str(Path(raster).name),
+                })
+                counts[name] = counts.get(name, 0) + 1
+            if cancelled and cancelled():
+                raise Cancelled()  # the writer's __exit__ removes the partial output
+            n = writer.count
+    return SegmentResult(str(out), n, len(tiles), round(time.perf_counter() - start, 3), counts)

@@ -1,0 +1,1 @@
+"""Raster access over rasterio."""
