@@ -207,7 +207,7 @@ def _ints(text: str | None) -> list[int] | None:
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.data.coco import read_coco
     from engine.spec import ModelSpec, Normalisation, classes_from_names
-    from engine.training.trainer import Trainer, TrainConfig
+    from engine.training.trainer import TrainConfig, Trainer
 
     try:
         overrides = json.loads(args.config)

@@ -75,10 +75,10 @@ def read_image(path: Path, bands: list[int] | None = None) -> np.ndarray:
 
 def polygons_to_mask(segmentation: list[list[float]], height: int, width: int) -> np.ndarray:
     """COCO polygon list (one or several parts) -> [H,W] uint8 mask (parts unioned)."""
-    rles = mask_utils.frPyObjects([p for p in segmentation if len(p) >= 6], height, width)
-    if not rles:
+    parts = [p for p in segmentation if len(p) >= 6]
+    if not parts:  # frPyObjects([]) raises IndexError
         return np.zeros((height, width), np.uint8)
-    return mask_utils.decode(mask_utils.merge(rles))
+    return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(parts, height, width)))
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:

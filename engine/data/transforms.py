@@ -15,6 +15,11 @@ import torch.nn.functional as F
 Sample = tuple[np.ndarray, dict[str, np.ndarray]]
 
 
+def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    """The given generator, else one drawn from numpy's global state (seeded per DataLoader worker)."""
+    return rng if rng is not None else np.random.default_rng(np.random.randint(0, 2**31 - 1))
+
+
 @dataclass
 class Compose:
     transforms: Sequence[Callable[[Sample], Sample]]
@@ -34,7 +39,7 @@ class RandomFlip:
 
     def __call__(self, sample: Sample) -> Sample:
         image, target = sample
-        rng = self.rng or np.random.default_rng()
+        rng = _rng(self.rng)
         for axis in (2, 1):
             if rng.random() < self.p:
                 image = np.flip(image, axis)
@@ -50,7 +55,7 @@ class RandomRot90:
 
     def __call__(self, sample: Sample) -> Sample:
         image, target = sample
-        k = int((self.rng or np.random.default_rng()).integers(4))
+        k = int(_rng(self.rng).integers(4))
         if k == 0:
             return sample
         return np.rot90(image, k, (1, 2)), {**target, "masks": np.rot90(target["masks"], k, (1, 2))}
@@ -66,7 +71,7 @@ class ScaleJitter:
 
     def __call__(self, sample: Sample) -> Sample:
         image, target = sample
-        s = float((self.rng or np.random.default_rng()).uniform(self.min_scale, self.max_scale))
+        s = float(_rng(self.rng).uniform(self.min_scale, self.max_scale))
         h, w = image.shape[1:]
         size = (max(8, round(h * s)), max(8, round(w * s)))
         if size == (h, w):
@@ -76,7 +81,7 @@ class ScaleJitter:
         masks = target["masks"]
         if len(masks):
             masks = F.interpolate(torch.from_numpy(np.ascontiguousarray(masks))[None].float(), size,
-                                  mode="nearest")[0].to(torch.uint8).numpy()
+                                  mode="nearest-exact")[0].to(torch.uint8).numpy()
         else:
             masks = np.zeros((0, *size), np.uint8)
         return img, {**target, "masks": masks}
@@ -94,7 +99,7 @@ class RandomCrop:
         h, w = image.shape[1:]
         if h <= self.size and w <= self.size:
             return sample
-        rng = self.rng or np.random.default_rng()
+        rng = _rng(self.rng)
         r0 = int(rng.integers(h - min(h, self.size) + 1))
         c0 = int(rng.integers(w - min(w, self.size) + 1))
         rs, cs = slice(r0, r0 + self.size), slice(c0, c0 + self.size)

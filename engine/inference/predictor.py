@@ -137,7 +137,10 @@ def segment_raster(
                 f"raster '{raster}': {len(src.bands)} band(s) selected, model '{spec.name}' expects {spec.bands} "
                 f"({', '.join(spec.band_names)}); choose bands with --bands, e.g. --bands "
                 f"{','.join(str(i + 1) for i in range(spec.bands))}")
-        writer = VectorWriter(out, info.crs_wkt, layer_name=Path(out).stem)
+        try:
+            writer = VectorWriter(out, info.crs_wkt, layer_name=Path(out).stem)
+        except (ValueError, PermissionError) as exc:  # unwritable folder, unsupported extension
+            raise UserError(str(exc)) from None
         if not info.georeferenced:
             warn(f"raster '{raster}' has no CRS: polygons are in pixel coordinates (x=column, y=row) and "
                  f"areas use the model's ground sample distance {spec.gsd_m} m")

@@ -74,6 +74,9 @@ def build_backbone(cfg: dict[str, Any], bands: int) -> tuple[nn.Module, list[int
     """Trunk module returning C2..C5, and its channel counts."""
     name = cfg["backbone"]
     if name in ("resnet18", "resnet50"):
+        if cfg["pretrained"]:
+            raise ValueError(f"no pretrained weights for '{name}' ship offline; train it from scratch "
+                             "(drop --pretrained) or use efficientnet_lite0")
         body = ResNetFeatures(int(name[6:]), bands)
         return body, body.out_channels
     if name == "efficientnet_lite0":
