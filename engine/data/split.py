@@ -9,7 +9,9 @@ import numpy as np
 from engine.errors import UserError
 
 
-def split_coco(coco_file: str | Path, out_dir: str | Path, val_fraction: float = 0.2, seed: int = 0) -> tuple[Path, Path]:
+def split_coco(
+    coco_file: str | Path, out_dir: str | Path, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[Path, Path]:
     """Write `train.json` and `val.json` under out_dir; images are shuffled with `seed`.
 
     Ids are kept as in the source file (the dataset renumbers at load time).
@@ -20,6 +22,8 @@ def split_coco(coco_file: str | Path, out_dir: str | Path, val_fraction: float =
     images = data["images"]
     order = np.random.default_rng(seed).permutation(len(images))
     n_val = max(1, round(len(images) * val_fraction))
+    if n_val >= len(images):
+        raise UserError(f"--val-fraction {val_fraction}: leaves no training images out of {len(images)}")
     val_ids = {images[i]["id"] for i in order[:n_val]}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
