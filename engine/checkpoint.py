@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.torch_version import TorchVersion
 
 from engine.errors import UserError
 from engine.spec import ModelSpec
@@ -66,7 +67,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not path.is_file():
         raise UserError(f"checkpoint '{path}': file not found; pass an existing .pt file or a model name")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # TorchVersion (a str subclass) appears in provenance written by older runs; allow it explicitly.
+        with torch.serialization.safe_globals([TorchVersion]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, foreign pickles
         # torch's weights_only message opens with generic advice (and ANSI codes): keep its specific last line
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
