@@ -153,7 +153,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = {"model": label, "coco": args.coco, **metrics}
     print(f"{'':6}" + "".join(f"{n:>8}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
     for kind in ("bbox", "segm"):
-        print(f"{kind:6}" + "".join(f"{metrics[kind][n]:8.1f}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
+        values = (metrics[kind][n] for n in ("AP", "AP50", "AP75", "APs", "APm", "APl"))
+        print(f"{kind:6}" + "".join(f"{v:8.1f}" if v is not None else f"{'n/a':>8}" for v in values))
     print(f"images: {metrics['images']}, {metrics['seconds_per_image'] * 1000:.0f} ms/image on {predictor.device}")
     if args.out:
         out = Path(args.out)

@@ -58,7 +58,7 @@ def detections_to_coco(image_id: int, output: dict[str, torch.Tensor], mask_thre
 
 
 def coco_metrics(gt: COCO, results: list[dict]) -> dict[str, dict[str, float]]:
-    """{"bbox": {"AP": .., ...}, "segm": {...}} in percent; zeros when there are no detections."""
+    """{"bbox": {"AP": .., ...}, "segm": {...}} in percent; zeros without detections, None for empty size ranges."""
     out: dict[str, dict[str, float]] = {}
     for iou_type in ("bbox", "segm"):
         if not results:
@@ -70,7 +70,10 @@ def coco_metrics(gt: COCO, results: list[dict]) -> dict[str, dict[str, float]]:
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
-        out[iou_type] = {n: round(max(float(v), 0.0) * 100.0, 2) for n, v in zip(METRIC_NAMES, ev.stats[:6])}
+        # pycocotools reports -1 where no ground truth falls in a size range: keep that as None (n/a)
+        out[iou_type] = {
+            n: (round(float(v) * 100.0, 2) if v >= 0 else None) for n, v in zip(METRIC_NAMES, ev.stats[:6])
+        }
     return out
 
 
