@@ -46,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     out = save_checkpoint(Checkpoint(spec, ckpt.state_dict, provenance, metrics), SHIPPED_DIR / f"{args.name}.pt",
                           half=True)
     # fp16 weights: evaluate the file that ships, not only the fp32 original
-    shipped_val = evaluate_model(Predictor(load_checkpoint(out), "auto").model, dataset, predictor.device)
+    shipped = load_checkpoint(out)
+    shipped_val = evaluate_model(Predictor(shipped, "auto").model, dataset, predictor.device)
     metrics["val_fp16"] = shipped_val
-    save_checkpoint(Checkpoint(spec, load_checkpoint(out).state_dict, provenance, metrics), out)
+    save_checkpoint(Checkpoint(spec, shipped.state_dict, provenance, metrics), out)
     (SHIPPED_DIR / f"{args.name}.json").write_text(json.dumps({"name": args.name, "metrics": metrics}, indent=2))
     print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): val mask AP {val['segm']['AP']:.1f} "
           f"(fp16 {shipped_val['segm']['AP']:.1f}), box AP {val['bbox']['AP']:.1f}")

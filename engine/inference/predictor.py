@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from engine.checkpoint import Checkpoint
+from engine.device import pick_device
 from engine.errors import Cancelled, UserError
 from engine.merge import Instance, merge_seam_duplicates
 from engine.models import build_model
@@ -46,19 +47,6 @@ class SegmentResult:
     tiles: int
     seconds: float
     class_counts: dict[str, int]
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' -> first CUDA GPU if any, else CPU; validates explicit names."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device '{name}': not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device '{name}': no CUDA GPU is available; use --device cpu")
-    return device
 
 
 class Predictor:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from engine.data.coco import CocoInstanceDataset, collate
 from engine.data.transforms import training_transforms
+from engine.device import pick_device
 from engine.evaluation.coco_eval import evaluate_model
 from engine.models import build_model
 from engine.spec import ModelSpec
@@ -60,12 +61,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def lr_factor(it: int, total: int, warmup: int, schedule: str, steps_iters: list[int]) -> float:

@@ -19,14 +19,6 @@ BACKBONES = ["resnet18", "efficientnet_lite0"]
 LOSSES = {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _spec(backbone: str = "resnet18", bands: int = 1, **config) -> ModelSpec:
     return ModelSpec(name="t", architecture="mask_rcnn", config={**TINY, "backbone": backbone, **config},
                      classes=classes_from_names(["ship", "tank"]), bands=bands)

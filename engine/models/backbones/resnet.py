@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import Tensor, nn
 from torchvision.models import resnet18, resnet50
 
@@ -40,8 +39,3 @@ class ResNetFeatures(nn.Module):
         c5 = self.layer4(c4)
         return OrderedDict(c2=c2, c3=c3, c4=c4, c5=c5)
 
-
-def _self_test() -> None:  # pragma: no cover - quick manual check
-    m = ResNetFeatures(18, 2)
-    out = m(torch.zeros(1, 2, 64, 64))
-    print({k: tuple(v.shape) for k, v in out.items()})
