@@ -97,3 +97,16 @@ def tile_grid(height: int, width: int, tile_size: int, overlap: int) -> list[Til
         for c, (cc0, cc1) in zip(cols, col_cores):
             tiles.append(Tile(r, c, th, tw, (cr0, cc0, cr1, cc1)))
     return tiles
+
+
+def tile_grid_window(row0: int, col0: int, height: int, width: int, tile_size: int, overlap: int) -> list[Tile]:
+    """:func:`tile_grid` over the ``height`` x ``width`` window at ``(row0, col0)``, in raster pixels.
+
+    Windows and cores are offset by ``(row0, col0)``: every window lies inside the given window and
+    the cores partition it exactly.
+    """
+    return [
+        Tile(t.row_off + row0, t.col_off + col0, t.height, t.width,
+             (t.core[0] + row0, t.core[1] + col0, t.core[2] + row0, t.core[3] + col0))
+        for t in tile_grid(height, width, tile_size, overlap)
+    ]

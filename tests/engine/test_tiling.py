@@ -4,8 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from affine import Affine
 
-from engine.tiling import Tile, axis_starts, tile_grid
+from engine.tiling import Tile, axis_starts, extent_to_window, map_bounds, tile_grid, tile_grid_window
 
 
 def _random_cases(n: int, seed: int = 0):
@@ -98,3 +99,44 @@ def test_raster_smaller_than_tile() -> None:
 def test_invalid_arguments(args, match) -> None:
     with pytest.raises(ValueError, match=match):
         tile_grid(*args)
+
+
+def test_window_grid_cores_partition_the_window() -> None:
+    rs = np.random.RandomState(2)
+    for height, width, tile, overlap in CASES[::3]:
+        row0, col0 = int(rs.randint(0, 50)), int(rs.randint(0, 50))
+        case = (row0, col0, height, width, tile, overlap)
+        tiles = tile_grid_window(row0, col0, height, width, tile, overlap)
+        assert len(tiles) == len(tile_grid(height, width, tile, overlap)), case
+        owned = np.zeros((row0 + height + 1, col0 + width + 1), np.int32)
+        for t in tiles:
+            r, c, h, w = t.window
+            assert row0 <= r and r + h <= row0 + height and col0 <= c and c + w <= col0 + width, case
+            r0, c0, r1, c1 = t.core
+            assert r <= r0 < r1 <= r + h and c <= c0 < c1 <= c + w, case
+            owned[r0:r1, c0:c1] += 1
+        assert (owned[row0:row0 + height, col0:col0 + width] == 1).all(), case
+        assert owned.sum() == height * width, case  # nothing owned outside the window
+
+
+GEO = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)  # 10 m pixels, north up
+
+
+@pytest.mark.parametrize("extent, window", [
+    ((500000, 3999000, 501000, 4000000), (0, 0, 100, 100)),  # exactly on pixel edges
+    ((500005, 3999005, 500995, 3999995), (0, 0, 100, 100)),  # inside pixels: rounded outwards
+    ((499000, 3990000, 500015, 4010000), (0, 0, 200, 2)),  # clipped to the 200 x 300 raster
+    ((502990, 3998001, 600000, 3998010), (199, 299, 1, 1)),  # one corner pixel
+    ((503000, 3998000, 504000, 3999000), None),  # touches the corner only: no pixel area
+    ((0, 0, 10, 10), None),
+])
+def test_extent_to_window(extent, window) -> None:
+    assert extent_to_window(extent, GEO, 200, 300) == window
+
+
+def test_extent_in_pixels_and_bounds() -> None:
+    identity = Affine.identity()  # rasters without CRS: x = column, y = row
+    assert extent_to_window((10.5, 20, 30, 40.2), identity, 100, 100) == (20, 10, 21, 20)
+    assert map_bounds(GEO, 200, 300) == (500000, 3998000, 503000, 4000000)
+    with pytest.raises(ValueError, match="xmin < xmax"):
+        extent_to_window((5, 0, 5, 10), GEO, 10, 10)
