@@ -1,6 +1,7 @@
 """Turn a training run's best checkpoint into a shipped model: evaluate it on the validation split,
 store fp16 weights + spec + provenance + validation metrics in engine/shipped/<name>.pt, and write the
-metrics next to it as <name>.json (the README quotes them).
+name, spec and metrics next to it as <name>.json (the README quotes the metrics; the QGIS plugin
+lists models from these sidecars without importing torch).
 
     python scripts/ship_model.py --run runs/ssdd_lite0 --name ssdd-ship-maskrcnn \\
         --val-coco runs/splits/ssdd/val.json --images ../shared/data/ssdd/images
@@ -8,7 +9,6 @@ metrics next to it as <name>.json (the README quotes them).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # no
 from engine.data.coco import CocoInstanceDataset  # noqa: E402
 from engine.evaluation.coco_eval import evaluate_model  # noqa: E402
 from engine.inference.predictor import Predictor  # noqa: E402
-from engine.zoo import SHIPPED_DIR  # noqa: E402
+from engine.zoo import SHIPPED_DIR, write_sidecar  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped_val = evaluate_model(Predictor(shipped, "auto").model, dataset, predictor.device)
     metrics["val_fp16"] = shipped_val
     save_checkpoint(Checkpoint(spec, shipped.state_dict, provenance, metrics), out)
-    (SHIPPED_DIR / f"{args.name}.json").write_text(json.dumps({"name": args.name, "metrics": metrics}, indent=2))
+    write_sidecar(args.name, Checkpoint(spec, shipped.state_dict, provenance, metrics))
     print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): val mask AP {val['segm']['AP']:.1f} "
           f"(fp16 {shipped_val['segm']['AP']:.1f}), box AP {val['bbox']['AP']:.1f}")
     return 0

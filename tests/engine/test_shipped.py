@@ -2,6 +2,7 @@
 bundled HRSID demo scene (checked against its ground-truth polygons)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import fiona
@@ -26,6 +27,17 @@ def test_default_model_is_shipped_and_self_describing() -> None:
     assert spec.architecture == "mask_rcnn" and [c.name for c in spec.classes] == ["ship"] and spec.bands == 1
     assert spec.gsd_m > 0 and spec.tile_size > spec.overlap >= 0
     assert "train_command" in ckpt.provenance and ckpt.metrics["val"]["segm"]["AP"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(shipped_models()))
+def test_shipped_model_has_a_sidecar_with_its_spec(name: str) -> None:
+    """The plugin lists models from <name>.json without torch: it must match the checkpoint."""
+    path = shipped_models()[name]
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    ckpt = load_checkpoint(path)
+    assert sidecar["name"] == name
+    assert sidecar["spec"] == json.loads(json.dumps(ckpt.spec.to_dict()))
+    assert sidecar["metrics"] == json.loads(json.dumps(ckpt.metrics))
 
 
 @pytest.fixture(scope="module")
