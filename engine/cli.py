@@ -1,15 +1,20 @@
 """`rsseg` command line: argument parsing only; each command is a thin call into the engine modules.
 
-Exit codes: 0 success, 2 a user error (one line on stderr naming the input and the fix), 1 a crash.
+Exit codes: 0 success, 2 a user error (one line on stderr naming the input and the fix), 1 a crash,
+3 `env` found missing packages, 130 cancelled (SIGTERM on POSIX, or Ctrl-C).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from engine.errors import UserError
+from engine.errors import Cancelled, UserError
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -79,6 +84,9 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per model call")
     p.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance, map units")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--extent", metavar="XMIN,YMIN,XMAX,YMAX",
+                   help="segment only this rectangle, in the raster's CRS units (pixels x,y if it has no CRS); "
+                        "write --extent=... when XMIN is negative")
     p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar",
                    help="bar on stderr, or JSON lines on stdout for programs (the QGIS plugin)")
 
@@ -99,6 +107,17 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--architectures", action="store_true", help="list the buildable architectures")
 
 
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="spec, metrics and provenance of a shipped model or checkpoint")
+    p.add_argument("model", help="shipped model name or checkpoint path")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_env(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("env", help="check the engine's Python, packages, CUDA and GPUs (exit 3 if incomplete)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from engine.progress import Reporter
 
@@ -107,6 +126,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         return _segment(args, reporter)
     except UserError as exc:
         reporter.error(str(exc))
+        raise
+    except (Cancelled, KeyboardInterrupt):
+        reporter.error("cancelled")
         raise
     except Exception as exc:
         reporter.error(f"{type(exc).__name__}: {exc}")
@@ -117,16 +139,22 @@ def _segment(args: argparse.Namespace, reporter) -> int:
     from engine.inference.predictor import Predictor, SegmentOptions, segment_raster
     from engine.zoo import DEFAULT_MODEL, resolve_model
 
+    extent = _extent(args.extent)
     label, ckpt = resolve_model(args.model or DEFAULT_MODEL)
     predictor = Predictor(ckpt, args.device)
     options = SegmentOptions(
         tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
         mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
-        simplify=args.simplify,
+        simplify=args.simplify, extent=extent,
     )
-    reporter.start(raster=args.raster, model=label, output=args.out, device=str(predictor.device))
+    classes = [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes]
+
+    def started(tiles: int) -> None:
+        reporter.start(raster=args.raster, model=label, output=args.out, device=str(predictor.device),
+                       tiles=tiles, classes=classes)
+
     result = segment_raster(args.raster, args.out, predictor, options, model_label=label,
-                            progress=reporter.progress, warn=reporter.warning)
+                            progress=reporter.progress, warn=reporter.warning, started=started)
     reporter.done(output=result.output, features=result.features, tiles=result.tiles, seconds=result.seconds,
                   classes=result.class_counts)
     counts = ", ".join(f"{n} {c}" for c, n in result.class_counts.items()) or "no objects"
@@ -185,16 +213,56 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not listing:
         print("no shipped models installed")
     for m in listing:
-        s = m["spec"]
-        classes = ", ".join(c["name"] for c in s["classes"])
-        ap = m["metrics"].get("val", {}).get("segm", {}).get("AP")
-        print(f"{m['name']}{' (default)' if m['default'] else ''}: {s['task']} {s['architecture']} "
-              f"[{s['config'].get('backbone', '')}], classes: {classes}; bands: {s['bands']} "
-              f"({', '.join(s['band_names'])}); GSD {s['gsd_m']} m; tile {s['tile_size']}/{s['overlap']}"
-              + (f"; val mask AP {ap:.1f}" if ap is not None else ""))
-        if s.get("description"):
-            print(f"    {s['description']}")
+        print(_describe_model(m["name"] + (" (default)" if m["default"] else ""), m["spec"], m["metrics"]))
     return 0
+
+
+def _describe_model(title: str, s: dict, metrics: dict) -> str:
+    """One summary line of a model spec dict (+ an indented description line)."""
+    classes = ", ".join(c["name"] for c in s["classes"])
+    ap = metrics.get("val", {}).get("segm", {}).get("AP")
+    text = (f"{title}: {s['task']} {s['architecture']} [{s['config'].get('backbone', '')}], classes: {classes}; "
+            f"bands: {s['bands']} ({', '.join(s['band_names'])}); GSD {s['gsd_m']} m; "
+            f"tile {s['tile_size']}/{s['overlap']}" + (f"; val mask AP {ap:.1f}" if ap is not None else ""))
+    return text + (f"\n    {s['description']}" if s.get("description") else "")
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from engine.checkpoint import load_checkpoint
+    from engine.zoo import locate_model
+
+    name, path = locate_model(args.model)
+    ckpt = load_checkpoint(path)
+    info = {"name": name, "path": str(path.resolve()), "spec": ckpt.spec.to_dict(), "metrics": ckpt.metrics,
+            "provenance": ckpt.provenance}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(_describe_model(name, info["spec"], ckpt.metrics))
+    print(f"    {info['path']}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from engine.environment import engine_environment, summary
+
+    report = engine_environment()
+    print(json.dumps(report, indent=2) if args.json else summary(report))
+    return 0 if report["ok"] else 3
+
+
+def _extent(text: str | None) -> tuple[float, float, float, float] | None:
+    """'XMIN,YMIN,XMAX,YMAX' -> four floats (None stays None)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise UserError(f"--extent '{text}': give four comma-separated numbers XMIN,YMIN,XMAX,YMAX "
+                        "in the raster's CRS units")
+    return values
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -261,7 +329,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "split": cmd_split, "segment": cmd_segment, "evaluate": cmd_evaluate,
-            "models": cmd_models}
+            "models": cmd_models, "info": cmd_info, "env": cmd_env}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,16 +340,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_split(sub)
     _add_models(sub)
+    _add_info(sub)
+    _add_env(sub)
     return parser
+
+
+@contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """While active, SIGTERM raises Cancelled in the main thread (once), so atomic writers clean up (POSIX)."""
+    if os.name != "posix" or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def cancel(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+        raise Cancelled("cancelled")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, cancel)
+    except ValueError:  # not the main thread (main() called from a worker thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with _sigterm_cancels():
+            return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Cancelled:
+        print("error: cancelled", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

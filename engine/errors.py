@@ -5,5 +5,8 @@ class UserError(Exception):
     """An error the user caused and can fix; the CLI prints its message on one line and exits 2."""
 
 
-class Cancelled(Exception):
-    """Raised inside long work when the injected `cancelled()` callable returns True."""
+class Cancelled(BaseException):
+    """The run was cancelled: the injected `cancelled()` callable returned True, or the CLI got SIGTERM.
+
+    A BaseException (like KeyboardInterrupt) so that `except Exception` around I/O never swallows a cancel.
+    """

@@ -20,9 +20,9 @@ from engine.errors import Cancelled, UserError
 from engine.merge import Instance, merge_seam_duplicates
 from engine.models import build_model
 from engine.normalise import normalise
-from engine.raster.source import RasterSource
+from engine.raster.source import RasterInfo, RasterSource
 from engine.spec import ModelSpec
-from engine.tiling import Tile, tile_grid
+from engine.tiling import Tile, extent_to_window, map_bounds, tile_grid_window
 from engine.vector import VectorWriter, geometry_area_m2, mask_to_geometry, pixel_area_m2
 
 
@@ -38,6 +38,7 @@ class SegmentOptions:
     bands: list[int] | None = None  # 1-based raster bands fed to the model
     merge_threshold: float = 0.5  # intersection / smaller part for seam duplicates
     simplify: float = 0.0  # polygon simplification tolerance, map units
+    extent: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax in the raster's CRS
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,27 @@ def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
         yield tiles[i:i + size]
 
 
+def _numbers(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:.12g}" for v in values)
+
+
+def _work_window(raster: str | Path, info: RasterInfo, extent: tuple[float, ...] | None) -> tuple[int, int, int, int]:
+    """``(row0, col0, height, width)`` of the raster part to segment: all of it, or the pixels under `extent`."""
+    if extent is None:
+        return (0, 0, info.height, info.width)
+    text = _numbers(extent)
+    try:
+        window = extent_to_window(extent, info.transform, info.height, info.width)
+    except ValueError:
+        raise UserError(f"--extent {text}: give XMIN,YMIN,XMAX,YMAX with XMIN < XMAX and YMIN < YMAX") from None
+    if window is None:
+        bounds = _numbers(map_bounds(info.transform, info.height, info.width))
+        units = "its CRS" if info.georeferenced else "pixels (x=column, y=row; it has no CRS)"
+        raise UserError(f"--extent {text}: does not intersect raster '{raster}', whose bounds are {bounds} "
+                        f"in {units}")
+    return window
+
+
 def segment_raster(
     raster: str | Path,
     out: str | Path,
@@ -107,8 +129,12 @@ def segment_raster(
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> SegmentResult:
-    """Segment `raster` with `predictor` and write polygons to `out` (.gpkg, .shp, .geojson)."""
+    """Segment `raster` with `predictor` and write polygons to `out` (.gpkg, .shp, .geojson).
+
+    `started(n_tiles)` is called once the raster and output are checked, before the first tile.
+    """
     spec = predictor.spec
     tile_size = options.tile_size or spec.tile_size
     overlap = spec.overlap if options.overlap is None else options.overlap
@@ -129,10 +155,12 @@ def segment_raster(
             writer = VectorWriter(out, info.crs_wkt, layer_name=Path(out).stem)
         except (ValueError, PermissionError) as exc:  # unwritable folder, unsupported extension
             raise UserError(str(exc)) from None
+        tiles = tile_grid_window(*_work_window(raster, info, options.extent), tile_size, overlap)
+        if started:
+            started(len(tiles))
         if not info.georeferenced:
             warn(f"raster '{raster}' has no CRS: polygons are in pixel coordinates (x=column, y=row) and "
                  f"areas use the model's ground sample distance {spec.gsd_m} m")
-        tiles = tile_grid(info.height, info.width, tile_size, overlap)
         instances: list[Instance] = []
         done = 0
         for batch in _batches(tiles, options.batch_size):

@@ -101,16 +101,16 @@ class VectorWriter:
         # A private folder next to the destination (same filesystem, so the final move is a rename);
         # the file inside has the final name, which some formats record (GeoJSON "name").
         self._tmp_dir = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial"
-        self._tmp_dir.mkdir()
         self._tmp_path = self._tmp_dir / self.path.name
         schema = {"geometry": "MultiPolygon", "properties": dict(FIELDS)}
         crs = FionaCRS.from_wkt(self.crs_wkt) if self.crs_wkt else None
         kwargs: dict[str, Any] = {"layer": self.layer_name} if self.driver == "GPKG" else {}
-        try:
+        try:  # BaseException: a cancel (SIGTERM -> Cancelled, Ctrl-C) right after mkdir must not leave the folder
+            self._tmp_dir.mkdir()
             self._collection = fiona.open(
                 self._tmp_path, "w", driver=self.driver, schema=schema, crs=crs, **kwargs
             )
-        except Exception:
+        except BaseException:
             self._cleanup()
             raise
         return self

@@ -12,27 +12,9 @@ import fiona
 import pytest
 import torch
 
-from engine.checkpoint import Checkpoint, save_checkpoint
 from engine.cli import main
-from engine.models import build_model
-from engine.spec import ModelSpec, Normalisation, classes_from_names
 from tests.data.make_fixtures import write_coco_dataset, write_scene_geotiff
-
-TINY = {"backbone": "resnet18", "fpn_channels": 32, "representation_size": 64, "mask_head_channels": 16,
-        "mask_head_layers": 1, "rpn_pre_nms_top_n_train": 200, "rpn_post_nms_top_n_train": 100,
-        "rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": 32,
-        "anchor_sizes": [8, 16, 32, 64, 128]}
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised tiny 1-band ship model saved as a checkpoint (score threshold 0)."""
-    torch.manual_seed(0)
-    spec = ModelSpec(name="tiny", architecture="mask_rcnn", config=TINY, classes=classes_from_names(["ship"]),
-                     bands=1, normalisation=Normalisation(), tile_size=128, overlap=32, score_threshold=0.0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(Checkpoint(spec, build_model(spec).state_dict(), {"note": "random"}, {}), path)
-    return path
+from tests.data.tiny_model import TINY
 
 
 def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -120,3 +120,33 @@ def test_raster_without_crs_works_in_pixels_with_a_warning(tmp_path: Path) -> No
     geom = shape(feat["geometry"])
     assert geom.bounds == pytest.approx((20, 10, 60, 30))  # x = column, y = row
     assert feat["properties"]["area_m2"] == pytest.approx(20 * 40 * SPEC.gsd_m**2)
+
+
+def test_extent_limits_the_work_to_that_rectangle(tmp_path: Path) -> None:
+    raster = tmp_path / "scene.tif"
+    write_scene_geotiff(raster)  # 4 objects; the rect at rows 20-36, cols 30-70 is the only one in the extent
+    oracle = OraclePredictor()
+    extent = (500000.0, 4000000.0 - 640, 500000.0 + 1280, 4000000.0)  # rows 0-64, cols 0-128
+    out = tmp_path / "part.gpkg"
+    result = segment_raster(raster, out, oracle, SegmentOptions(extent=extent))
+    assert result.tiles == oracle.tiles_seen == 1 and result.features == 1
+    with fiona.open(out) as layer:
+        geom = shape(next(iter(layer))["geometry"])
+    assert geom.bounds == pytest.approx((500300, 4000000 - 360, 500700, 4000000 - 200))
+    assert box(*extent).contains(geom)
+
+
+def test_extent_of_a_raster_without_crs_is_in_pixels(tmp_path: Path) -> None:
+    raster = tmp_path / "nocrs.tif"
+    write_scene_geotiff(raster, crs=None)
+    result = segment_raster(raster, tmp_path / "o.geojson", OraclePredictor(),
+                            SegmentOptions(extent=(150, 150, 256, 256)))  # x = column, y = row
+    assert result.tiles == 1 and result.features == 1  # the rect at rows 180-240, cols 190-200
+
+
+def test_extent_outside_the_raster_names_both(tmp_path: Path) -> None:
+    raster = tmp_path / "scene.tif"
+    write_scene_geotiff(raster)
+    with pytest.raises(UserError, match=r"--extent 0,0,10,10: does not intersect .*500000,3997440,502560,4000000"):
+        segment_raster(raster, tmp_path / "o.gpkg", OraclePredictor(), SegmentOptions(extent=(0, 0, 10, 10)))
+    assert not (tmp_path / "o.gpkg").exists()
