@@ -1,0 +1,132 @@
+"""Turn QGIS layers into a SegmentJob (main thread) and execute it (any thread).
+
+`build_job` reads everything it needs from the layers on the main thread: file path, extent in the
+layer's CRS, and for rasters that are not local files (WMS, XYZ, virtual) a plan to write the chosen
+extent to a temporary GeoTIFF. `execute_job` runs in a QgsTask or a Processing algorithm.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeedback,
+    QgsProject,
+    QgsProviderRegistry,
+    QgsRasterFileWriter,
+    QgsRasterLayer,
+    QgsRasterPipe,
+    QgsRectangle,
+)
+
+from rs_qgis_plugin.engine_env import engine_root
+from rs_qgis_plugin.request import RasterExport, SegmentJob, SegmentRequest
+from rs_qgis_plugin.runner import EngineOutcome, run_engine
+
+MAX_EXPORT_PIXELS = 20000  # per side, for web/virtual layers without a native resolution
+
+
+class JobError(ValueError):
+    """A user-fixable problem with the chosen inputs; the message names the input and the fix."""
+
+
+def local_raster_path(layer: QgsRasterLayer) -> str | None:
+    """The file behind a GDAL raster layer, or None for WMS/XYZ/virtual/in-archive layers."""
+    if layer.providerType() != "gdal":
+        return None
+    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
+    return path if path and not path.startswith("/vsi") and os.path.isfile(path) else None
+
+
+def to_layer_crs(layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> QgsRectangle:
+    """`rect` (in `crs`) as a rectangle in the layer's CRS, clipped to the layer's extent."""
+    if crs.isValid() and layer.crs().isValid() and crs != layer.crs():
+        rect = QgsCoordinateTransform(crs, layer.crs(), QgsProject.instance()).transformBoundingBox(rect)
+    clipped = rect.intersect(layer.extent())
+    if clipped.isEmpty():
+        raise JobError(f"the processing extent does not overlap layer '{layer.name()}': pan the map onto it, "
+                       "select features over it, or choose 'whole layer'")
+    return clipped
+
+
+def plan_export(layer: QgsRasterLayer, extent: QgsRectangle | None, units_per_pixel: float | None,
+                folder: str | None = None) -> RasterExport:
+    """How to write a non-file layer's `extent` to a GeoTIFF: native resolution if it has one, else the
+    given map units per pixel (the canvas's, in the layer's CRS)."""
+    provider = layer.dataProvider()
+    if extent is None:
+        if not provider.capabilities() & provider.Size:
+            raise JobError(f"layer '{layer.name()}' is a web or virtual layer without a fixed size: choose 'map "
+                           "canvas extent' or 'selected features' as the processing extent")
+        extent = layer.extent()
+    res = layer.rasterUnitsPerPixelX() if provider.capabilities() & provider.Size and provider.xSize() > 0 else None
+    res = res or units_per_pixel
+    if not res or res <= 0:
+        raise JobError(f"layer '{layer.name()}': cannot tell its resolution; zoom the map to the scale to process at")
+    width, height = math.ceil(extent.width() / res), math.ceil(extent.height() / res)
+    if max(width, height) > MAX_EXPORT_PIXELS:
+        raise JobError(f"layer '{layer.name()}': the extent is {width} x {height} pixels at this resolution; "
+                       f"zoom in or choose a smaller extent (at most {MAX_EXPORT_PIXELS} pixels a side)")
+    folder = folder or tempfile.mkdtemp(prefix="rsseg_")
+    path = str(Path(folder) / f"{_safe(layer.name())}.tif")
+    return RasterExport(provider.clone(), QgsCoordinateReferenceSystem(layer.crs()), QgsRectangle(extent),
+                        max(1, width), max(1, height), path)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "raster"
+
+
+def write_export(export: RasterExport, feedback: QgsFeedback | None = None) -> None:
+    """Write the planned GeoTIFF (worker thread); JobError when GDAL fails."""
+    writer = QgsRasterFileWriter(export.path)
+    writer.setOutputFormat("GTiff")
+    pipe = QgsRasterPipe()
+    if not pipe.set(export.provider):
+        raise JobError("cannot read the raster layer's data for export")
+    err = writer.writeRaster(pipe, export.width, export.height, export.extent, export.crs,
+                             QgsProject.instance().transformContext(), feedback)
+    if err != QgsRasterFileWriter.NoError or not os.path.isfile(export.path):
+        raise JobError(f"writing the layer to the temporary GeoTIFF {export.path} failed (GDAL error {int(err)})")
+
+
+def build_job(layer: QgsRasterLayer, model: str, output: str, *, layer_name: str, classes=(), extent=None,
+              units_per_pixel: float | None = None, bands=None, score_threshold=None, tile_size=None, overlap=None,
+              device: str = "auto", temporary: bool = True, labels: bool = False) -> SegmentJob:
+    """Everything the run needs, read from `layer` now (main thread). `extent` is in the layer's CRS."""
+    if not layer.isValid():
+        raise JobError(f"layer '{layer.name()}' is not valid: check that its source still exists")
+    path = local_raster_path(layer)
+    export = None
+    if path is None:
+        export = plan_export(layer, extent, units_per_pixel)
+        path, extent = export.path, None  # the exported file is the extent
+    box = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()) if extent else None
+    request = SegmentRequest(path, model, output, tuple(bands) if bands else None, box, score_threshold,
+                             tile_size, overlap, device)
+    return SegmentJob(request, layer_name, tuple(classes), temporary, labels, export)
+
+
+def execute_job(job: SegmentJob, python: str, on_progress: Callable[[float], None],
+                on_log: Callable[[str], None], is_cancelled: Callable[[], bool]) -> EngineOutcome:
+    """Export (if planned) then run the engine; progress 0-100 over both."""
+    start = 0.0
+    if job.export is not None:
+        on_log(f"writing layer extent to {job.export.path} ({job.export.width} x {job.export.height} px)")
+        feedback = QgsFeedback()
+        feedback.progressChanged.connect(lambda p: on_progress(0.1 * p))
+        if is_cancelled():
+            return EngineOutcome(None, cancelled=True, error="cancelled")
+        try:
+            write_export(job.export, feedback)
+        except JobError as exc:
+            return EngineOutcome(None, error=str(exc))
+        start = 10.0
+    return run_engine(python, job.request.engine_args(), engine_root(),
+                      on_progress=lambda p: on_progress(start + (100.0 - start) * p / 100.0),
+                      on_log=on_log, is_cancelled=is_cancelled)

@@ -1,0 +1,87 @@
+"""Load an engine result as a QGIS layer styled by class (categorized renderer), with optional labels."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsFeatureRequest,
+    QgsFillSymbol,
+    QgsPalLayerSettings,
+    QgsRendererCategory,
+    QgsTextFormat,
+    QgsVectorLayer,
+    QgsVectorLayerSimpleLabeling,
+)
+from qgis.PyQt.QtGui import QColor
+
+DEFAULT_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf",
+                   "#999999", "#66c2a5")
+
+
+def _colour(cls: dict, index: int) -> QColor:
+    colour = cls.get("colour") or cls.get("color")
+    if isinstance(colour, (list, tuple)) and len(colour) >= 3:
+        return QColor(*[int(c) for c in colour[:3]])
+    if isinstance(colour, str) and QColor(colour).isValid():
+        return QColor(colour)
+    return QColor(DEFAULT_COLOURS[index % len(DEFAULT_COLOURS)])
+
+
+def style_by_class(layer: QgsVectorLayer, classes: tuple[dict, ...] | list[dict]) -> None:
+    """Categorized renderer on `class_name`: the spec's class colours, a translucent fill, a solid outline."""
+    categories = []
+    for i, cls in enumerate(classes):
+        rgb = ",".join(str(v) for v in _colour(cls, i).getRgb()[:3])
+        symbol = QgsFillSymbol.createSimple({"color": f"{rgb},90", "outline_color": f"{rgb},255",
+                                             "outline_width": "0.5"})
+        categories.append(QgsRendererCategory(cls["name"], symbol, cls["name"]))
+    if categories:
+        layer.setRenderer(QgsCategorizedSymbolRenderer("class_name", categories))
+    layer.triggerRepaint()
+
+
+def label_with_class_and_score(layer: QgsVectorLayer) -> None:
+    """Labels like "ship 0.93" on each polygon."""
+    settings = QgsPalLayerSettings()
+    settings.isExpression = True
+    settings.fieldName = "\"class_name\" || ' ' || format_number(\"score\", 2)"
+    text = QgsTextFormat()
+    text.setSize(8)
+    settings.setFormat(text)
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
+    layer.setLabelsEnabled(True)
+
+
+def load_result_layer(path: str, name: str, classes=(), labels: bool = False,
+                      temporary: bool = False) -> QgsVectorLayer:
+    """The engine's output file as a styled layer (not yet added to a project).
+
+    temporary: copy the features into a memory layer and delete the file (QGIS shows it as a scratch
+    layer that must be saved explicitly). Raises ValueError if the file cannot be opened.
+    """
+    layer = QgsVectorLayer(path, name, "ogr")
+    if not layer.isValid():
+        raise ValueError(f"the engine's output {path} cannot be opened as a vector layer")
+    if temporary:
+        memory = layer.materialize(QgsFeatureRequest())
+        memory.setName(name)
+        del layer
+        _remove_vector_file(path)
+        layer = memory
+    style_by_class(layer, classes)
+    if labels:
+        label_with_class_and_score(layer)
+    return layer
+
+
+def _remove_vector_file(path: str) -> None:
+    base = Path(path)
+    for sibling in base.parent.glob(base.stem + ".*"):
+        if sibling.suffix.lower() in (".gpkg", ".gpkg-wal", ".gpkg-shm", ".shp", ".shx", ".dbf", ".prj", ".cpg",
+                                      ".geojson"):
+            try:
+                os.remove(sibling)
+            except OSError:
+                pass

@@ -1,0 +1,1 @@
+"""Processing provider "Remote sensing segmentation" (batch mode, Graphical Modeler, qgis_process)."""

@@ -1,0 +1,58 @@
+"""QgsTask that runs one SegmentJob through the engine subprocess and loads the result on success."""
+from __future__ import annotations
+
+from qgis.core import QgsMessageLog, QgsProject, QgsTask, QgsVectorLayer
+from qgis.PyQt.QtCore import pyqtSignal
+
+from rs_qgis_plugin.job import execute_job
+from rs_qgis_plugin.layers import load_result_layer
+from rs_qgis_plugin.request import SegmentJob
+from rs_qgis_plugin.runner import EngineOutcome
+
+LOG_TAG = "Remote sensing segmentation"
+
+
+class SegmentTask(QgsTask):
+    """Runs in a worker thread; `finished` (main thread) adds the styled layer to the project.
+
+    Signals: `logLine(str)` for each engine log line (queued to the main thread); `completed(ok, message,
+    layer_id)` once the task has ended (layer_id is "" when nothing was added).
+    """
+
+    logLine = pyqtSignal(str)  # noqa: N815 (Qt naming)
+    completed = pyqtSignal(bool, str, str)
+
+    def __init__(self, job: SegmentJob, python: str, project: QgsProject | None = None) -> None:
+        super().__init__(f"Segment {job.layer_name}", QgsTask.CanCancel)
+        self.job, self.python = job, python
+        self.project = project or QgsProject.instance()
+        self.outcome: EngineOutcome | None = None
+        self.layer: QgsVectorLayer | None = None
+
+    def run(self) -> bool:
+        self.outcome = execute_job(self.job, self.python, self.setProgress, self._log, self.isCanceled)
+        return self.outcome.ok
+
+    def _log(self, line: str) -> None:
+        QgsMessageLog.logMessage(line, LOG_TAG)
+        self.logLine.emit(line)
+
+    def finished(self, result: bool) -> None:  # noqa: FBT001 (QGIS signature)
+        outcome = self.outcome
+        if outcome is None or outcome.cancelled or self.isCanceled():
+            self.completed.emit(False, "cancelled: no layer added", "")
+            return
+        if not result:
+            self.completed.emit(False, outcome.error or "the engine failed", "")
+            return
+        try:
+            layer = load_result_layer(outcome.done["output"], self.job.layer_name, self.job.classes,
+                                      self.job.labels, self.job.temporary)
+        except ValueError as exc:
+            self.completed.emit(False, str(exc), "")
+            return
+        self.project.addMapLayer(layer)
+        self.layer = layer
+        n = outcome.done.get("features", layer.featureCount())
+        where = "temporary layer" if self.job.temporary else outcome.done["output"]
+        self.completed.emit(True, f"{n} objects -> {self.job.layer_name} ({where})", layer.id())
