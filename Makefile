@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup demo test test-slow lint fixtures package clean
+.PHONY: setup demo test test-slow lint fixtures package install-plugin clean
 
 setup:
 	bash scripts/setup.sh
@@ -20,6 +20,17 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+package: setup
+	$(PY) scripts/package_plugin.py
+
+# Developer install: link this checkout's plugin into the default QGIS profile (engine = this checkout's .venv).
+QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
+install-plugin: setup
+	mkdir -p "$(QGIS_PLUGINS)"
+	cp metadata.txt rs_qgis_plugin/metadata.txt
+	ln -sfn "$(CURDIR)/rs_qgis_plugin" "$(QGIS_PLUGINS)/rs_qgis_plugin"
+	@echo "linked $(QGIS_PLUGINS)/rs_qgis_plugin -> $(CURDIR)/rs_qgis_plugin; enable it in Plugins > Manage and Install Plugins"
 
 fixtures: setup
 	$(PY) tests/data/make_fixtures.py tests/data/generated

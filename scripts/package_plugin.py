@@ -39,7 +39,7 @@ def build_zip(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".zip.tmp")
     entries: list[tuple[Path, str]] = [(p, f"{PLUGIN}/{p.relative_to(ROOT / PLUGIN).as_posix()}")
-                                       for p in _files(ROOT / PLUGIN)]
+                                       for p in _files(ROOT / PLUGIN) if p.name != "metadata.txt"]
     entries += [(ROOT / name, f"{PLUGIN}/{name}") for name in ("metadata.txt", "LICENSE")]
     entries += [(p, f"{PLUGIN}/engine_bundle/{p.relative_to(ROOT).as_posix()}") for p in _files(ROOT / "engine")]
     entries += [(ROOT / name, f"{PLUGIN}/engine_bundle/{name}") for name in ("requirements.txt", "pyproject.toml")]

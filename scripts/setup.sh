@@ -9,6 +9,9 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need_apt=()
 dpkg -s python3-venv >/dev/null 2>&1 || need_apt+=(python3-venv)
 dpkg -s python3-dev >/dev/null 2>&1 || need_apt+=(python3-dev)
+# QGIS 3.22 from Debian for the plugin and its tests (PyQGIS + the qgis_process runner).
+dpkg -s python3-qgis >/dev/null 2>&1 || need_apt+=(python3-qgis)
+dpkg -s qgis >/dev/null 2>&1 || need_apt+=(qgis)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}" >&2
   $SUDO apt-get update -qq
@@ -31,3 +34,4 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 "$VENV/bin/python" -c "import torch, torchvision, rasterio, shapely, pycocotools, fiona; print('setup: engine OK, torch', torch.__version__, 'torchvision', torchvision.__version__)" >&2
+QT_QPA_PLATFORM=offscreen "$VENV/bin/python" -c "from qgis.core import Qgis; print('setup: QGIS', Qgis.QGIS_VERSION)" 2>/dev/null >&2
