@@ -378,7 +378,7 @@ class SegmentDock(QDockWidget):
         info = next((m for m in self.models if m.model == chosen), None)
         if info is None and chosen and os.path.isfile(chosen):
             spec = settings.value("model_spec", None)
-            info = ModelInfo(chosen, Path(chosen).name, spec) if isinstance(spec, dict) else None
+            info = ModelInfo.for_checkpoint(chosen, spec) if isinstance(spec, dict) else None
         info = info or (self.models[0] if self.models else None)
         if info is not None:
             self.select_model(info)

@@ -113,6 +113,11 @@ class ModelInfo:
     spec: dict
     metrics: dict = field(default_factory=dict)
 
+    @classmethod
+    def for_checkpoint(cls, path: str, spec: dict, metrics: dict | None = None) -> ModelInfo:
+        """A browsed checkpoint, labelled "<file> (<spec name>)"."""
+        return cls(path, f"{Path(path).name} ({spec.get('name', '')})", spec, metrics or {})
+
     @property
     def classes(self) -> tuple[dict, ...]:
         return tuple(self.spec.get("classes", ()))
@@ -160,6 +165,5 @@ def checkpoint_info(python: str, path: str, timeout: float = 180.0) -> ModelInfo
         line = _last_line(stderr)
         raise ModelInfoError(line[len("error:"):].strip() if line.startswith("error:") else
                              (line or f"engine exit code {code}"))
-    return ModelInfo(path, f"{Path(path).name} ({data['spec'].get('name', '')})", data["spec"],
-                     data.get("metrics", {}) or {})
+    return ModelInfo.for_checkpoint(path, data["spec"], data.get("metrics"))
 

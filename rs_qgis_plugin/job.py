@@ -15,9 +15,9 @@ from pathlib import Path
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
-    QgsFeedback,
     QgsProject,
     QgsProviderRegistry,
+    QgsRasterBlockFeedback,
     QgsRasterFileWriter,
     QgsRasterLayer,
     QgsRasterPipe,
@@ -39,7 +39,10 @@ def local_raster_path(layer: QgsRasterLayer) -> str | None:
     """The file behind a GDAL raster layer, or None for WMS/XYZ/virtual/in-archive layers."""
     if layer.providerType() != "gdal":
         return None
-    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
+    parts = QgsProviderRegistry.instance().decodeUri("gdal", layer.source())
+    if any(parts.get(key) for key in ("vsiPrefix", "vsiSuffix", "layerName")):
+        return None  # inside an archive, or one table/subdataset of a container: export it
+    path = parts.get("path", "")
     return path if path and not path.startswith("/vsi") and os.path.isfile(path) else None
 
 
@@ -82,7 +85,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "raster"
 
 
-def write_export(export: RasterExport, feedback: QgsFeedback | None = None) -> None:
+def write_export(export: RasterExport, feedback: QgsRasterBlockFeedback | None = None) -> None:
     """Write the planned GeoTIFF (worker thread); JobError when GDAL fails."""
     writer = QgsRasterFileWriter(export.path)
     writer.setOutputFormat("GTiff")
@@ -118,7 +121,7 @@ def execute_job(job: SegmentJob, python: str, on_progress: Callable[[float], Non
     start = 0.0
     if job.export is not None:
         on_log(f"writing layer extent to {job.export.path} ({job.export.width} x {job.export.height} px)")
-        feedback = QgsFeedback()
+        feedback = QgsRasterBlockFeedback()
         feedback.progressChanged.connect(lambda p: on_progress(0.1 * p))
         if is_cancelled():
             return EngineOutcome(None, cancelled=True, error="cancelled")

@@ -30,7 +30,11 @@ class SegmentTask(QgsTask):
         self.layer: QgsVectorLayer | None = None
 
     def run(self) -> bool:
-        self.outcome = execute_job(self.job, self.python, self.setProgress, self._log, self.isCanceled)
+        try:
+            self.outcome = execute_job(self.job, self.python, self.setProgress, self._log, self.isCanceled)
+        except Exception as exc:  # a bug here must reach the user as a message, not a silent task death
+            self._log(f"internal error: {type(exc).__name__}: {exc}")
+            self.outcome = EngineOutcome(None, error=f"internal error: {type(exc).__name__}: {exc}")
         return self.outcome.ok
 
     def _log(self, line: str) -> None:
@@ -39,7 +43,7 @@ class SegmentTask(QgsTask):
 
     def finished(self, result: bool) -> None:  # noqa: FBT001 (QGIS signature)
         outcome = self.outcome
-        if outcome is None or outcome.cancelled or self.isCanceled():
+        if outcome is None or outcome.cancelled or (self.isCanceled() and not outcome.ok):
             self.completed.emit(False, "cancelled: no layer added", "")
             return
         if not result:

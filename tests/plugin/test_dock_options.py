@@ -1,0 +1,118 @@
+"""Dock options: band mapping, extents from selected features, non-file rasters, engine check, settings."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer
+from qgis.PyQt.QtCore import Qt
+
+from rs_qgis_plugin.dock import SegmentDock
+from rs_qgis_plugin.job import JobError
+from tests.data.make_fixtures import write_scene_geotiff
+
+
+def _add_raster(path: Path, name: str, **kwargs) -> QgsRasterLayer:
+    write_scene_geotiff(path, **kwargs)
+    layer = QgsRasterLayer(str(path), name)
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def test_band_mapping_appears_when_band_counts_differ(plugin, qgis_new_project, tmp_path: Path) -> None:
+    dock = plugin.show_dock(True)  # shipped 1-band SAR model selected by default
+    rgb = _add_raster(tmp_path / "rgb.tif", "rgb", bands=3)
+    dock.layer_combo.setLayer(rgb)
+    assert not dock.band_box.isHidden() and len(dock.band_combos) == 1
+    assert dock.band_mapping() == [1]
+    dock.band_combos[0].setCurrentIndex(2)
+    assert dock.band_mapping() == [3]
+    assert "--bands" in dock.current_job().request.engine_args()
+    gray = _add_raster(tmp_path / "gray.tif", "gray")
+    dock.layer_combo.setLayer(gray)
+    assert dock.band_box.isHidden() and dock.band_mapping() is None
+
+
+def test_one_band_layer_feeds_every_band_of_a_three_band_model(plugin, qgis_new_project, tmp_path: Path) -> None:
+    from tests.plugin.conftest import make_tiny_checkpoint
+
+    dock = plugin.show_dock(True)
+    gray = _add_raster(tmp_path / "gray.tif", "gray")
+    assert dock.load_checkpoint(str(make_tiny_checkpoint(tmp_path / "rgb_model.pt", bands=3)))
+    dock.layer_combo.setLayer(gray)
+    assert dock.band_mapping() == [1, 1, 1]
+
+
+def test_selected_features_give_the_extent(plugin, scene_layer, qgis_iface) -> None:
+    dock = plugin.show_dock(True)
+    dock.extent_combo.setCurrentIndex(2)
+    polygons = QgsVectorLayer("Polygon?crs=EPSG:32633", "aoi", "memory")
+    full = scene_layer.extent()
+    aoi = QgsRectangle(full.xMinimum() + 100, full.yMinimum() + 200, full.xMinimum() + 900, full.yMinimum() + 700)
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromRect(aoi))
+    polygons.dataProvider().addFeatures([feature])
+    QgsProject.instance().addMapLayer(polygons)
+    dock.polygon_combo.setLayer(polygons)
+    with pytest.raises(JobError, match="no selected features"):
+        dock.current_job()
+    polygons.selectAll()
+    extent = dock.current_job().request.extent
+    assert extent == pytest.approx((aoi.xMinimum(), aoi.yMinimum(), aoi.xMaximum(), aoi.yMaximum()))
+    qtbot_free_click = dock.run_button  # pressing "Segment layer" with nothing selected reports, runs nothing
+    polygons.removeSelection()
+    qtbot_free_click.click()
+    assert dock.task is None and "no selected features" in dock.log.toPlainText()
+
+
+def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_project, tiny_checkpoint, tmp_path,
+                                                           qtbot) -> None:
+    tif = tmp_path / "scene.tif"
+    write_scene_geotiff(tif)
+    archive = tmp_path / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(tif, "scene.tif")
+    layer = QgsRasterLayer(f"/vsizip/{archive}/scene.tif", "zipped")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    dock = plugin.show_dock(True)
+    assert dock.load_checkpoint(str(tiny_checkpoint))
+    dock.layer_combo.setLayer(layer)
+    job = dock.current_job()
+    assert job.export is not None and (job.export.width, job.export.height) == (256, 256)
+    qtbot.mouseClick(dock.run_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: dock.task is None, timeout=180_000)
+    results = [lyr for lyr in QgsProject.instance().mapLayers().values() if isinstance(lyr, QgsVectorLayer)]
+    assert len(results) == 1 and results[0].featureCount() > 0, dock.log.toPlainText()
+    assert results[0].crs().authid() == "EPSG:32633"
+    assert "writing layer extent to" in dock.log.toPlainText()
+
+
+def test_check_engine_button_reports_and_lists_devices(plugin, qgis_new_project) -> None:
+    dock = plugin.show_dock(True)
+    dock.check_button.click()
+    assert dock.engine_status.text().startswith("engine OK: torch")
+    devices = [dock.device_combo.itemData(i) for i in range(dock.device_combo.count())]
+    assert devices[:2] == ["auto", "cpu"] and all(d.startswith("cuda:") for d in devices[2:])
+
+
+def test_settings_persist_between_sessions(plugin, scene_layer, tiny_checkpoint, qgis_iface, tmp_path) -> None:
+    dock = plugin.show_dock(True)
+    assert dock.load_checkpoint(str(tiny_checkpoint))
+    dock.score_spin.setValue(0.65)
+    dock.tile_spin.setValue(256)
+    dock.overlap_spin.setValue(48)
+    dock.extent_combo.setCurrentIndex(1)
+    dock.output_combo.setCurrentIndex(1)
+    dock.output_file.setFilePath(str(tmp_path / "keep.gpkg"))
+    dock.labels_check.setChecked(True)
+    dock.close()  # saves, as closing QGIS does
+    again = SegmentDock(qgis_iface)
+    assert again.current_model().model == str(tiny_checkpoint)
+    assert "tiny-ships" in again.model_combo.currentText()
+    assert (again.score_spin.value(), again.tile_spin.value(), again.overlap_spin.value()) == (0.65, 256, 48)
+    assert (again.extent_combo.currentIndex(), again.output_combo.currentIndex()) == (1, 1)
+    assert again.output_file.filePath() == str(tmp_path / "keep.gpkg") and again.labels_check.isChecked()
+    again.deleteLater()
