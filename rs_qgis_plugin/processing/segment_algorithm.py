@@ -6,6 +6,7 @@ from pathlib import Path
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterBand,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -13,14 +14,35 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
+    QgsVectorLayer,
 )
 
 from rs_qgis_plugin import settings
 from rs_qgis_plugin.engine_env import ModelInfoError, checkpoint_info, shipped_models
 from rs_qgis_plugin.job import JobError, build_job, execute_job, to_layer_crs
+from rs_qgis_plugin.layers import style_by_class
 from rs_qgis_plugin.request import OUTPUT_EXTENSIONS
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+class ClassStyle(QgsProcessingLayerPostProcessorInterface):
+    """Styles the loaded output by class; one live instance (QGIS does not own post-processors)."""
+
+    live: ClassStyle | None = None
+
+    def __init__(self, classes) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 (QGIS name)
+        if isinstance(layer, QgsVectorLayer):
+            style_by_class(layer, self.classes)
+
+    @staticmethod
+    def create(classes) -> ClassStyle:
+        ClassStyle.live = ClassStyle(classes)
+        return ClassStyle.live
 
 
 class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
@@ -112,4 +134,6 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
         if not outcome.ok:
             raise QgsProcessingException(f"segmentation failed: {outcome.error}")
         feedback.pushInfo(f"{outcome.done.get('features')} objects written to {output}")
+        if context.willLoadLayerOnCompletion(output):
+            context.layerToLoadOnCompletionDetails(output).setPostProcessor(ClassStyle.create(info.classes))
         return {self.OUTPUT: output}

@@ -44,6 +44,22 @@ def test_processing_run_writes_the_vector_file(plugin, qgis_processing, scene_la
     assert progress and max(progress) == pytest.approx(100.0)
 
 
+def test_loaded_processing_output_is_styled_by_class(plugin, qgis_processing, scene_layer, tiny_checkpoint,
+                                                    tmp_path) -> None:
+    import processing
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsProject
+
+    out = tmp_path / "styled.gpkg"
+    processing.runAndLoadResults("rsseg:segment_raster", {
+        "INPUT": scene_layer, "CHECKPOINT": str(tiny_checkpoint), "OUTPUT": str(out)})
+    loaded = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.source().startswith(str(out))]
+    assert len(loaded) == 1 and loaded[0].featureCount() > 0
+    layer = loaded[0]
+    renderer = layer.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer)
+    assert [c.value() for c in renderer.categories()] == ["ship", "tank"]
+
+
 def test_processing_raises_the_engine_reason(plugin, qgis_processing, scene_layer, tmp_path):
     import processing
 
