@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -122,14 +123,26 @@ def execute_job(job: SegmentJob, python: str, on_progress: Callable[[float], Non
     if job.export is not None:
         on_log(f"writing layer extent to {job.export.path} ({job.export.width} x {job.export.height} px)")
         feedback = QgsRasterBlockFeedback()
-        feedback.progressChanged.connect(lambda p: on_progress(0.1 * p))
+
+        def export_progress(percent: float) -> None:
+            on_progress(0.1 * percent)
+            if is_cancelled():
+                feedback.cancel()
+
+        feedback.progressChanged.connect(export_progress)
         if is_cancelled():
             return EngineOutcome(None, cancelled=True, error="cancelled")
         try:
             write_export(job.export, feedback)
         except JobError as exc:
-            return EngineOutcome(None, error=str(exc))
+            return EngineOutcome(None, cancelled=is_cancelled(), error="cancelled" if is_cancelled() else str(exc))
         start = 10.0
     return run_engine(python, job.request.engine_args(), engine_root(),
                       on_progress=lambda p: on_progress(start + (100.0 - start) * p / 100.0),
                       on_log=on_log, is_cancelled=is_cancelled)
+
+
+def remove_export(job: SegmentJob) -> None:
+    """Delete the temporary GeoTIFF (and its folder) written for a non-file layer."""
+    if job.export is not None:
+        shutil.rmtree(Path(job.export.path).parent, ignore_errors=True)

@@ -68,7 +68,7 @@ def load_result_layer(path: str, name: str, classes=(), labels: bool = False,
         memory = layer.materialize(QgsFeatureRequest())
         memory.setName(name)
         del layer
-        _remove_vector_file(path)
+        remove_temporary_output(path)
         layer = memory
     style_by_class(layer, classes)
     if labels:
@@ -76,7 +76,8 @@ def load_result_layer(path: str, name: str, classes=(), labels: bool = False,
     return layer
 
 
-def _remove_vector_file(path: str) -> None:
+def remove_temporary_output(path: str) -> None:
+    """Delete a temporary output file (all its sidecar files) and the dock's rsseg_* folder around it."""
     base = Path(path)
     for sibling in base.parent.glob(base.stem + ".*"):
         if sibling.suffix.lower() in (".gpkg", ".gpkg-wal", ".gpkg-shm", ".shp", ".shx", ".dbf", ".prj", ".cpg",
@@ -85,3 +86,8 @@ def _remove_vector_file(path: str) -> None:
                 os.remove(sibling)
             except OSError:
                 pass
+    if base.parent.name.startswith("rsseg_"):  # the dock's own temporary folder
+        try:
+            base.parent.rmdir()
+        except OSError:
+            pass

@@ -1,7 +1,7 @@
 """What one segmentation run needs, as plain data (no QGIS objects), and its engine command line."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 OUTPUT_EXTENSIONS = (".gpkg", ".shp", ".geojson")
 
@@ -69,4 +69,3 @@ class SegmentJob:
     temporary: bool = True  # load the result as a temporary (memory) layer and drop the file
     labels: bool = False
     export: RasterExport | None = None
-    notes: tuple[str, ...] = field(default=())

@@ -4,8 +4,8 @@ from __future__ import annotations
 from qgis.core import QgsMessageLog, QgsProject, QgsTask, QgsVectorLayer
 from qgis.PyQt.QtCore import pyqtSignal
 
-from rs_qgis_plugin.job import execute_job
-from rs_qgis_plugin.layers import load_result_layer
+from rs_qgis_plugin.job import execute_job, remove_export
+from rs_qgis_plugin.layers import load_result_layer, remove_temporary_output
 from rs_qgis_plugin.request import SegmentJob
 from rs_qgis_plugin.runner import EngineOutcome
 
@@ -42,7 +42,10 @@ class SegmentTask(QgsTask):
         self.logLine.emit(line)
 
     def finished(self, result: bool) -> None:  # noqa: FBT001 (QGIS signature)
+        remove_export(self.job)
         outcome = self.outcome
+        if self.job.temporary and not (result and outcome is not None and outcome.ok):
+            remove_temporary_output(self.job.request.output)
         if outcome is None or outcome.cancelled or (self.isCanceled() and not outcome.ok):
             self.completed.emit(False, "cancelled: no layer added", "")
             return

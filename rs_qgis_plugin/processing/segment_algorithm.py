@@ -19,7 +19,7 @@ from qgis.core import (
 
 from rs_qgis_plugin import settings
 from rs_qgis_plugin.engine_env import ModelInfoError, checkpoint_info, shipped_models
-from rs_qgis_plugin.job import JobError, build_job, execute_job, to_layer_crs
+from rs_qgis_plugin.job import JobError, build_job, execute_job, remove_export, to_layer_crs
 from rs_qgis_plugin.layers import style_by_class
 from rs_qgis_plugin.request import OUTPUT_EXTENSIONS
 
@@ -127,8 +127,11 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
                 device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], temporary=False)
         except JobError as exc:
             raise QgsProcessingException(str(exc)) from None
-        outcome = execute_job(job, settings.engine_python(), feedback.setProgress, feedback.pushInfo,
-                              feedback.isCanceled)
+        try:
+            outcome = execute_job(job, settings.engine_python(), feedback.setProgress, feedback.pushInfo,
+                                  feedback.isCanceled)
+        finally:
+            remove_export(job)
         if outcome.cancelled or feedback.isCanceled():
             raise QgsProcessingException("cancelled: no output written")
         if not outcome.ok:

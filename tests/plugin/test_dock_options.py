@@ -83,7 +83,10 @@ def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_proj
     job = dock.current_job()
     assert job.export is not None and (job.export.width, job.export.height) == (256, 256)
     qtbot.mouseClick(dock.run_button, Qt.LeftButton)
+    running = dock.task.job
     qtbot.waitUntil(lambda: dock.task is None, timeout=180_000)
+    assert not Path(running.export.path).parent.exists()  # the temporary GeoTIFF is cleaned up
+    assert not Path(running.request.output).parent.exists()  # so is the temporary output's folder
     results = [lyr for lyr in QgsProject.instance().mapLayers().values() if isinstance(lyr, QgsVectorLayer)]
     assert len(results) == 1 and results[0].featureCount() > 0, dock.log.toPlainText()
     assert results[0].crs().authid() == "EPSG:32633"
