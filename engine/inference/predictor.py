@@ -1,7 +1,8 @@
 """Tiled instance segmentation of a raster into polygons.
 
 raster windows (tile_grid) -> normalise -> batched model -> per-tile instances in raster pixels
--> seam de-duplication (merge_seam_duplicates) -> polygons in the raster's CRS -> VectorWriter.
+-> streaming seam de-duplication (StreamingMerger: objects are written once no later tile can touch
+them, so memory holds about one row of tiles of instances) -> polygons in the raster's CRS -> VectorWriter.
 Progress, warnings and cancellation are injected callables; the output is written atomically.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from engine.checkpoint import Checkpoint
 from engine.device import pick_device
 from engine.errors import Cancelled, UserError
-from engine.merge import Instance, merge_seam_duplicates
+from engine.merge import Instance, StreamingMerger
 from engine.models import build_model
 from engine.normalise import normalise
 from engine.raster.source import RasterInfo, RasterSource
@@ -48,6 +49,7 @@ class SegmentResult:
     tiles: int
     seconds: float
     class_counts: dict[str, int]
+    peak_pending: int = 0  # most raw instances held in memory at once (streaming merge)
 
 
 class Predictor:
@@ -92,6 +94,32 @@ def tile_instances(output: dict[str, np.ndarray], tile: Tile, score_threshold: f
         found.append(Instance(int(label), float(score), mask[r0:r1, c0:c1].copy(),
                               tile.row_off + int(r0), tile.col_off + int(c0), window=window))
     return found
+
+
+def _frontiers(tiles: list[Tile]) -> list[int]:
+    """frontiers[i]: the smallest window row among tiles[i:] (no tile from i on reads above it)."""
+    out = [0] * len(tiles)
+    low = None
+    for i in range(len(tiles) - 1, -1, -1):
+        low = tiles[i].row_off if low is None else min(low, tiles[i].row_off)
+        out[i] = low
+    return out
+
+
+def _write_instance(writer: VectorWriter, inst: Instance, info, spec: ModelSpec, options: SegmentOptions,
+                    model_label: str, raster, counts: dict[str, int]) -> None:
+    """Vectorise one final instance in the raster's CRS and write it with its attributes."""
+    geom = mask_to_geometry(inst.mask, inst.row_off, inst.col_off, info.transform, options.simplify)
+    if geom is None:
+        return
+    area = geometry_area_m2(geom, info.crs_wkt) if info.georeferenced else pixel_area_m2(geom, spec.gsd_m)
+    name = spec.class_name(inst.class_id)
+    writer.write(geom, {
+        "class_id": inst.class_id, "class_name": name, "score": round(inst.score, 4),
+        "area_m2": round(area, 2), "n_tiles": inst.n_tiles, "merged": int(inst.merged),
+        "model": model_label or spec.name, "source": str(Path(raster).name),
+    })
+    counts[name] = counts.get(name, 0) + 1
 
 
 def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
@@ -161,46 +189,39 @@ def segment_raster(
         if not info.georeferenced:
             warn(f"raster '{raster}' has no CRS: polygons are in pixel coordinates (x=column, y=row) and "
                  f"areas use the model's ground sample distance {spec.gsd_m} m")
-        instances: list[Instance] = []
-        done = 0
-        for batch in _batches(tiles, options.batch_size):
-            if cancelled and cancelled():
-                raise Cancelled()
-            images, kept = [], []
-            for tile in batch:
-                pixels = src.read(*tile.window)
-                valid = src.valid_mask(pixels)
-                if valid is not None and not valid.any():
-                    continue  # all nodata: nothing to see
-                image = normalise(pixels, spec.normalisation)
-                if valid is not None:
-                    image[:, ~valid] = 0.0
-                images.append(image)
-                kept.append(tile)
-            if images:
-                for tile, output in zip(kept, predictor.predict(images)):
-                    instances.extend(tile_instances(output, tile, score_thr, mask_thr))
-            done += len(batch)
-            if progress:
-                progress(done, len(tiles))
-        merged = merge_seam_duplicates(instances, options.merge_threshold)
-        if cancelled and cancelled():
-            raise Cancelled()
+        merger = StreamingMerger(options.merge_threshold)
+        frontiers = _frontiers(tiles)
         counts: dict[str, int] = {}
+        last_frontier = -1
+        done = 0
         with writer:
-            for inst in sorted(merged, key=lambda i: -i.score):
-                geom = mask_to_geometry(inst.mask, inst.row_off, inst.col_off, info.transform, options.simplify)
-                if geom is None:
-                    continue
-                area = geometry_area_m2(geom, info.crs_wkt) if info.georeferenced else pixel_area_m2(geom, spec.gsd_m)
-                name = spec.class_name(inst.class_id)
-                writer.write(geom, {
-                    "class_id": inst.class_id, "class_name": name, "score": round(inst.score, 4),
-                    "area_m2": round(area, 2), "n_tiles": inst.n_tiles, "merged": int(inst.merged),
-                    "model": model_label or spec.name, "source": str(Path(raster).name),
-                })
-                counts[name] = counts.get(name, 0) + 1
+            for batch in _batches(tiles, options.batch_size):
+                if cancelled and cancelled():
+                    raise Cancelled()
+                images, kept = [], []
+                for tile in batch:
+                    pixels = src.read(*tile.window)
+                    valid = src.valid_mask(pixels)
+                    if valid is not None and not valid.any():
+                        continue  # all nodata: nothing to see
+                    image = normalise(pixels, spec.normalisation)
+                    if valid is not None:
+                        image[:, ~valid] = 0.0
+                    images.append(image)
+                    kept.append(tile)
+                if images:
+                    for tile, output in zip(kept, predictor.predict(images)):
+                        merger.add(tile_instances(output, tile, score_thr, mask_thr))
+                done += len(batch)
+                frontier = frontiers[done] if done < len(tiles) else None
+                if frontier is None or frontier > last_frontier:  # a tile row is complete: write what is final
+                    for inst in merger.flush(frontier):
+                        _write_instance(writer, inst, info, spec, options, model_label, raster, counts)
+                    last_frontier = frontier if frontier is not None else last_frontier
+                if progress:
+                    progress(done, len(tiles))
             if cancelled and cancelled():
                 raise Cancelled()  # the writer's __exit__ removes the partial output
             n = writer.count
-    return SegmentResult(str(out), n, len(tiles), round(time.perf_counter() - start, 3), counts)
+    return SegmentResult(str(out), n, len(tiles), round(time.perf_counter() - start, 3), counts,
+                         merger.peak_pending)

@@ -104,7 +104,8 @@ def _candidate_pairs(instances: list[Instance]):
                 yield i, j
 
 
-def _merge_group(parts: list[Instance]) -> Instance:
+def merge_group(parts: list[Instance]) -> Instance:
+    """One instance from views of the same object: union mask, area-weighted score, summed n_tiles."""
     r0 = min(p.bbox[0] for p in parts)
     c0 = min(p.bbox[1] for p in parts)
     r1 = max(p.bbox[2] for p in parts)
@@ -150,6 +151,16 @@ def merge_seam_duplicates(instances: list[Instance], overlap_threshold: float = 
 
     Returns merged and untouched instances in the order of their first part in the input.
     """
+    out = []
+    for members in group_seam_duplicates(instances, overlap_threshold):
+        parts = [instances[i] for i in members]
+        out.append(parts[0] if len(parts) == 1 else merge_group(parts))
+    return out
+
+
+def group_seam_duplicates(instances: list[Instance], overlap_threshold: float = 0.5) -> list[list[int]]:
+    """Indices of `instances` grouped into objects (see :func:`merge_seam_duplicates`), each group in input
+    order, groups in the order of their first member."""
     if not 0.0 < overlap_threshold <= 1.0:
         raise ValueError(f"overlap_threshold must be in (0, 1], got {overlap_threshold}")
     parent = list(range(len(instances)))
@@ -160,11 +171,4 @@ def merge_seam_duplicates(instances: list[Instance], overlap_threshold: float = 
     groups: dict[int, list[int]] = {}
     for i in range(len(instances)):
         groups.setdefault(_find(parent, i), []).append(i)
-    out = []
-    for members in groups.values():
-        if len(members) == 1:
-            out.append(instances[members[0]])
-        else:
-            out.append(_merge_group([instances[i] for i in members]))
-    return out
-
+    return list(groups.values())

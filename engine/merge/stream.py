@@ -1,0 +1,36 @@
+"""Incremental seam merging for streaming inference: hold only the instances a later tile could touch.
+
+Tiles are processed in row-major order. Once every tile whose window starts above raster row F has
+been processed ("frontier" F = the smallest window row of the tiles still to come), an object group
+whose parts all end at or above F (bbox row1 <= F) can gain no new part: it is final, merged and
+handed out. Groups touching the frontier keep their raw parts, so the final grouping equals merging
+all instances of the raster at once.
+"""
+from __future__ import annotations
+
+from engine.merge.seams import Instance, group_seam_duplicates, merge_group
+
+
+class StreamingMerger:
+    """`add` per-tile instances; `flush(frontier)` returns the objects no unprocessed tile can touch."""
+
+    def __init__(self, overlap_threshold: float = 0.5) -> None:
+        self.overlap_threshold = overlap_threshold
+        self.pending: list[Instance] = []
+        self.peak_pending = 0  # most raw instances held at once (memory bound check)
+
+    def add(self, instances: list[Instance]) -> None:
+        self.pending.extend(instances)
+        self.peak_pending = max(self.peak_pending, len(self.pending))
+
+    def flush(self, frontier_row: int | None) -> list[Instance]:
+        """Merged objects whose parts all end at or above raster row `frontier_row` (None: everything)."""
+        final, keep = [], []
+        for members in group_seam_duplicates(self.pending, self.overlap_threshold):
+            parts = [self.pending[i] for i in members]
+            if frontier_row is None or max(p.bbox[2] for p in parts) <= frontier_row:
+                final.append(parts[0] if len(parts) == 1 else merge_group(parts))
+            else:
+                keep.extend(parts)
+        self.pending = keep
+        return final
