@@ -82,6 +82,8 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile-size", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per model call")
+    p.add_argument("--tile-grid", help="QA output: the tile windows as a polygon layer (.gpkg, .shp, .geojson) "
+                                       "with core bounds, status (run/nodata) and predictions per tile")
     p.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance, map units")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--extent", metavar="XMIN,YMIN,XMAX,YMAX",
@@ -145,7 +147,7 @@ def _segment(args: argparse.Namespace, reporter) -> int:
     options = SegmentOptions(
         tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
         mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
-        simplify=args.simplify, extent=extent,
+        simplify=args.simplify, extent=extent, tile_grid=args.tile_grid,
     )
     classes = [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes]
 

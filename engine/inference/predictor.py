@@ -25,6 +25,7 @@ from engine.raster.source import RasterInfo, RasterSource
 from engine.spec import ModelSpec
 from engine.tiling import Tile, extent_to_window, map_bounds, tile_grid_window
 from engine.vector import VectorWriter, geometry_area_m2, mask_to_geometry, pixel_area_m2
+from engine.vector.tile_grid import TileRecord, write_tile_grid
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class SegmentOptions:
     bands: list[int] | None = None  # 1-based raster bands fed to the model
     merge_threshold: float = 0.5  # intersection / smaller part for seam duplicates
     simplify: float = 0.0  # polygon simplification tolerance, map units
+    tile_grid: str | None = None  # optional QA output: the tile windows as polygons with their status
     extent: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax in the raster's CRS
 
 
@@ -181,6 +183,8 @@ def segment_raster(
                 f"{','.join(str(i + 1) for i in range(spec.bands))}")
         try:
             writer = VectorWriter(out, info.crs_wkt, layer_name=Path(out).stem)
+            if options.tile_grid:
+                VectorWriter(options.tile_grid, info.crs_wkt, layer_name="tiles")  # checks that destination now
         except (ValueError, PermissionError) as exc:  # unwritable folder, unsupported extension
             raise UserError(str(exc)) from None
         tiles = tile_grid_window(*_work_window(raster, info, options.extent), tile_size, overlap)
@@ -190,6 +194,7 @@ def segment_raster(
             warn(f"raster '{raster}' has no CRS: polygons are in pixel coordinates (x=column, y=row) and "
                  f"areas use the model's ground sample distance {spec.gsd_m} m")
         merger = StreamingMerger(options.merge_threshold)
+        records: list[TileRecord] = []  # per tile: a few integers, for the optional QA grid
         frontiers = _frontiers(tiles)
         counts: dict[str, int] = {}
         last_frontier = -1
@@ -203,6 +208,7 @@ def segment_raster(
                     pixels = src.read(*tile.window)
                     valid = src.valid_mask(pixels)
                     if valid is not None and not valid.any():
+                        records.append(TileRecord(tile, "nodata", 0))
                         continue  # all nodata: nothing to see
                     image = normalise(pixels, spec.normalisation)
                     if valid is not None:
@@ -211,7 +217,9 @@ def segment_raster(
                     kept.append(tile)
                 if images:
                     for tile, output in zip(kept, predictor.predict(images)):
-                        merger.add(tile_instances(output, tile, score_thr, mask_thr))
+                        found = tile_instances(output, tile, score_thr, mask_thr)
+                        records.append(TileRecord(tile, "run", len(found)))
+                        merger.add(found)
                 done += len(batch)
                 frontier = frontiers[done] if done < len(tiles) else None
                 if frontier is None or frontier > last_frontier:  # a tile row is complete: write what is final
@@ -223,5 +231,8 @@ def segment_raster(
             if cancelled and cancelled():
                 raise Cancelled()  # the writer's __exit__ removes the partial output
             n = writer.count
+        if options.tile_grid:
+            write_tile_grid(options.tile_grid, sorted(records, key=lambda r: (r.tile.row_off, r.tile.col_off)),
+                            info.transform, info.crs_wkt)
     return SegmentResult(str(out), n, len(tiles), round(time.perf_counter() - start, 3), counts,
                          merger.peak_pending)

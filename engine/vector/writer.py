@@ -73,12 +73,14 @@ class VectorWriter:
 
     ``crs_wkt``: the raster's CRS as WKT, or None for a layer without CRS. ``layer_name`` is used by
     GeoPackage (Shapefile and GeoJSON hold one layer named after the file). Geometries are written
-    as MultiPolygon (a Polygon is promoted). ``properties`` keys must be names from :data:`FIELDS`;
-    missing ones are written as null.
+    as MultiPolygon (a Polygon is promoted). ``properties`` keys must be names from ``fields`` (default
+    :data:`FIELDS`, the segmentation schema); missing ones are written as null.
     """
 
-    def __init__(self, path: str | os.PathLike, crs_wkt: str | None, layer_name: str) -> None:
+    def __init__(self, path: str | os.PathLike, crs_wkt: str | None, layer_name: str,
+                 fields: tuple[tuple[str, str], ...] = FIELDS) -> None:
         self.path = Path(path)
+        self.fields = fields
         self.driver = driver_for_path(self.path)
         _check_destination(self.path)
         self.crs_wkt = crs_wkt
@@ -102,7 +104,7 @@ class VectorWriter:
         # the file inside has the final name, which some formats record (GeoJSON "name").
         self._tmp_dir = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial"
         self._tmp_path = self._tmp_dir / self.path.name
-        schema = {"geometry": "MultiPolygon", "properties": dict(FIELDS)}
+        schema = {"geometry": "MultiPolygon", "properties": dict(self.fields)}
         crs = FionaCRS.from_wkt(self.crs_wkt) if self.crs_wkt else None
         kwargs: dict[str, Any] = {"layer": self.layer_name} if self.driver == "GPKG" else {}
         try:  # BaseException: a cancel (SIGTERM -> Cancelled, Ctrl-C) right after mkdir must not leave the folder
@@ -124,11 +126,11 @@ class VectorWriter:
         if not isinstance(geometry, MultiPolygon) or geometry.is_empty:
             got = getattr(geometry, "geom_type", type(geometry).__name__)
             raise ValueError(f"output '{self.path}': expected a non-empty (Multi)Polygon, got {got}")
-        unknown = set(properties) - {name for name, _ in FIELDS}
+        unknown = set(properties) - {name for name, _ in self.fields}
         if unknown:
             raise ValueError(f"output '{self.path}': unknown attribute(s) {sorted(unknown)}")
         props = {}
-        for name, kind in FIELDS:
+        for name, kind in self.fields:
             value = properties.get(name)
             props[name] = None if value is None else _CASTS[kind](value)
         self._collection.write(fiona.Feature.from_dict(geometry=mapping(geometry), properties=props))

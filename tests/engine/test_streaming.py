@@ -70,3 +70,39 @@ def test_segment_raster_writes_as_it_goes_with_bounded_memory(tmp_path: Path) ->
     assert result.peak_pending < len(objects) / 3  # merging everything at the end would hold >= all of them
     with fiona.open(out) as layer:
         assert len(layer) == len(objects)
+
+
+def test_tile_grid_qa_layer(tmp_path: Path) -> None:
+    """One polygon per tile in the raster's CRS, nodata tiles marked, predictions counted per tile."""
+    import rasterio
+    from shapely.geometry import box, shape
+    from shapely.ops import unary_union
+
+    raster = tmp_path / "nodata.tif"
+    write_scene_geotiff(raster, width=512, nodata=0)  # left 64 columns are nodata
+    grid = tmp_path / "tiles.gpkg"
+    result = segment_raster(raster, tmp_path / "a.gpkg", OraclePredictor(),
+                            SegmentOptions(tile_size=64, overlap=0, tile_grid=str(grid)))
+    with fiona.open(grid) as layer:
+        feats = list(layer)
+        assert layer.crs.to_epsg() == 32633
+    assert len(feats) == result.tiles
+    status = [f["properties"]["status"] for f in feats]
+    assert status.count("nodata") == 256 // 64 and status.count("run") == result.tiles - 4
+    assert all(f["properties"]["col_off"] == 0 for f in feats if f["properties"]["status"] == "nodata")
+    assert sum(f["properties"]["n_predictions"] for f in feats) >= result.features > 0
+    with rasterio.open(raster) as src:
+        bounds = box(*src.bounds)
+    assert unary_union([shape(f["geometry"]) for f in feats]).symmetric_difference(bounds).area < 1e-6
+
+
+def test_cancelled_run_writes_no_tile_grid(tmp_path: Path) -> None:
+    from engine.errors import Cancelled
+
+    raster = tmp_path / "scene.tif"
+    write_scene_geotiff(raster)
+    calls = iter(range(100))
+    with pytest.raises(Cancelled):
+        segment_raster(raster, tmp_path / "out.gpkg", OraclePredictor(),
+                       SegmentOptions(tile_grid=str(tmp_path / "tiles.gpkg")), cancelled=lambda: next(calls) >= 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
