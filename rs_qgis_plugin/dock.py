@@ -29,7 +29,7 @@ from qgis.PyQt.QtWidgets import (
 
 from rs_qgis_plugin import settings
 from rs_qgis_plugin.engine_env import ModelInfo, ModelInfoError, check_engine, checkpoint_info, shipped_models
-from rs_qgis_plugin.job import JobError, build_job, to_layer_crs
+from rs_qgis_plugin.job import JobError, build_job, canvas_units_per_pixel, to_layer_crs
 from rs_qgis_plugin.request import OUTPUT_EXTENSIONS, SegmentJob
 from rs_qgis_plugin.task import SegmentTask
 
@@ -37,6 +37,14 @@ BROWSE = "Browse checkpoint…"
 EXTENT_MODES = ("Whole layer", "Map canvas extent", "Selected features of")
 OUTPUT_MODES = ("Temporary layer", "GeoPackage or Shapefile")
 LOG_LINES = 500
+
+
+def _selectable_label(text: str) -> QLabel:
+    """A word-wrapped label whose text can be selected and copied (model summary, engine report)."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    return label
 
 
 class SegmentDock(QDockWidget):
@@ -60,9 +68,7 @@ class SegmentDock(QDockWidget):
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
         self.model_combo = QComboBox()
-        self.model_summary = QLabel()
-        self.model_summary.setWordWrap(True)
-        self.model_summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.model_summary = _selectable_label("")
         form.addRow("Model", self.model_combo)
         form.addRow(self.model_summary)
         root.addWidget(model_box)
@@ -125,9 +131,7 @@ class SegmentDock(QDockWidget):
         self.python_file = QgsFileWidget()
         self.python_file.setStorageMode(QgsFileWidget.GetFile)
         self.check_button = QPushButton("Check engine")
-        self.engine_status = QLabel("not checked")
-        self.engine_status.setWordWrap(True)
-        self.engine_status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.engine_status = _selectable_label("not checked")
         form.addRow("Interpreter", self.python_file)
         form.addRow(self.check_button, self.engine_status)
         root.addWidget(engine_box)
@@ -309,10 +313,7 @@ class SegmentDock(QDockWidget):
             raise JobError("model: choose a shipped model or browse for a checkpoint")
         extent = self.processing_extent(layer)
         output, temporary = self._output_path()
-        canvas = self.iface.mapCanvas()
-        visible = to_layer_crs(layer, canvas.extent(), canvas.mapSettings().destinationCrs()) \
-            if canvas is not None and not canvas.extent().isEmpty() and canvas.width() > 0 else None
-        upp = visible.width() / canvas.width() if visible is not None else None
+        upp = canvas_units_per_pixel(layer, self.iface.mapCanvas())
         name = f"{info.spec.get('name', info.label)} – {layer.name()}" if temporary else Path(output).stem
         return build_job(layer, info.model, output, layer_name=name, classes=info.classes, extent=extent,
                          units_per_pixel=upp, bands=self.band_mapping(), score_threshold=self.score_spin.value(),

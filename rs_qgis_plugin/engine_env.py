@@ -30,11 +30,9 @@ def engine_root() -> Path | None:
 def default_python() -> str:
     """The engine's virtualenv when the plugin runs from a checkout (`make setup` makes .venv), else python3."""
     root = engine_root()
-    for candidate in ([root.parent / ".venv", root / ".venv"] if root == BUNDLE_DIR else [root / ".venv"]) \
-            if root else []:
-        for exe in ("bin/python", "Scripts/python.exe"):
-            if (candidate / exe).is_file():
-                return str(candidate / exe)
+    for exe in ("bin/python", "Scripts/python.exe"):
+        if root is not None and (root / ".venv" / exe).is_file():
+            return str(root / ".venv" / exe)
     return "python3" if os.name == "posix" else "python"
 
 

@@ -47,15 +47,27 @@ def local_raster_path(layer: QgsRasterLayer) -> str | None:
     return path if path and not path.startswith("/vsi") and os.path.isfile(path) else None
 
 
+def _in_layer_crs(layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> QgsRectangle:
+    if crs.isValid() and layer.crs().isValid() and crs != layer.crs():
+        return QgsCoordinateTransform(crs, layer.crs(), QgsProject.instance()).transformBoundingBox(rect)
+    return rect
+
+
 def to_layer_crs(layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> QgsRectangle:
     """`rect` (in `crs`) as a rectangle in the layer's CRS, clipped to the layer's extent."""
-    if crs.isValid() and layer.crs().isValid() and crs != layer.crs():
-        rect = QgsCoordinateTransform(crs, layer.crs(), QgsProject.instance()).transformBoundingBox(rect)
-    clipped = rect.intersect(layer.extent())
+    clipped = _in_layer_crs(layer, rect, crs).intersect(layer.extent())
     if clipped.isEmpty():
         raise JobError(f"the processing extent does not overlap layer '{layer.name()}': pan the map onto it, "
                        "select features over it, or choose 'whole layer'")
     return clipped
+
+
+def canvas_units_per_pixel(layer: QgsRasterLayer, canvas) -> float | None:
+    """The map canvas resolution in the layer's CRS units per pixel (None without a usable canvas)."""
+    if canvas is None or canvas.width() <= 0 or canvas.extent().isEmpty():
+        return None
+    rect = _in_layer_crs(layer, canvas.extent(), canvas.mapSettings().destinationCrs())
+    return rect.width() / canvas.width()
 
 
 def plan_export(layer: QgsRasterLayer, extent: QgsRectangle | None, units_per_pixel: float | None,
@@ -63,13 +75,13 @@ def plan_export(layer: QgsRasterLayer, extent: QgsRectangle | None, units_per_pi
     """How to write a non-file layer's `extent` to a GeoTIFF: native resolution if it has one, else the
     given map units per pixel (the canvas's, in the layer's CRS)."""
     provider = layer.dataProvider()
+    sized = bool(provider.capabilities() & provider.Size) and provider.xSize() > 0
     if extent is None:
-        if not provider.capabilities() & provider.Size:
+        if not sized:
             raise JobError(f"layer '{layer.name()}' is a web or virtual layer without a fixed size: choose 'map "
                            "canvas extent' or 'selected features' as the processing extent")
         extent = layer.extent()
-    res = layer.rasterUnitsPerPixelX() if provider.capabilities() & provider.Size and provider.xSize() > 0 else None
-    res = res or units_per_pixel
+    res = (layer.rasterUnitsPerPixelX() if sized else None) or units_per_pixel
     if not res or res <= 0:
         raise JobError(f"layer '{layer.name()}': cannot tell its resolution; zoom the map to the scale to process at")
     width, height = math.ceil(extent.width() / res), math.ceil(extent.height() / res)

@@ -222,10 +222,10 @@ def segment_raster(
                         merger.add(found)
                 done += len(batch)
                 frontier = frontiers[done] if done < len(tiles) else None
-                if frontier is None or frontier > last_frontier:  # a tile row is complete: write what is final
+                if frontier != last_frontier:  # a tile row is complete (None: all are): write what is final
                     for inst in merger.flush(frontier):
                         _write_instance(writer, inst, info, spec, options, model_label, raster, counts)
-                    last_frontier = frontier if frontier is not None else last_frontier
+                    last_frontier = frontier
                 if progress:
                     progress(done, len(tiles))
             if cancelled and cancelled():

@@ -61,9 +61,8 @@ def test_selected_features_give_the_extent(plugin, scene_layer, qgis_iface) -> N
     polygons.selectAll()
     extent = dock.current_job().request.extent
     assert extent == pytest.approx((aoi.xMinimum(), aoi.yMinimum(), aoi.xMaximum(), aoi.yMaximum()))
-    qtbot_free_click = dock.run_button  # pressing "Segment layer" with nothing selected reports, runs nothing
-    polygons.removeSelection()
-    qtbot_free_click.click()
+    polygons.removeSelection()  # pressing "Segment layer" with nothing selected reports, runs nothing
+    dock.run_button.click()
     assert dock.task is None and "no selected features" in dock.log.toPlainText()
 
 
