@@ -28,7 +28,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder: last.pt, best.pt, log.jsonl, loss.png")
     p.add_argument("--name", help="model name stored in the spec (default: the run folder's name)")
     p.add_argument("--arch", default="mask_rcnn", help="architecture (see 'rsseg models --architectures')")
-    p.add_argument("--backbone", default="resnet18", help="resnet18 | resnet50 | efficientnet_lite0")
+    p.add_argument("--backbone", help="backbone name; default: the architecture's own (mask_rcnn: resnet18)")
     p.add_argument("--pretrained", action="store_true", help="ImageNet weights (efficientnet_lite0)")
     p.add_argument("--config", default="{}", help="JSON object of architecture config overrides")
     p.add_argument("--bands", help="comma-separated 1-based bands to read, e.g. '1' for SAR JPEGs")
@@ -291,7 +291,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = ModelSpec(
         name=args.name or Path(args.out).name,
         architecture=args.arch,
-        config={"backbone": args.backbone, "pretrained": args.pretrained, **overrides},
+        config={**({"backbone": args.backbone} if args.backbone else {}),
+                **({"pretrained": True} if args.pretrained else {}), **overrides},
         classes=classes_from_names(index.category_names),
         bands=n_bands,
         band_names=tuple(args.band_names.split(",")) if args.band_names else tuple(f"b{i + 1}" for i in range(n_bands)),
