@@ -5,11 +5,14 @@ from collections.abc import Callable
 
 from torch import nn
 
+from engine.models.detectors.cascade_mask_rcnn import build_cascade_mask_rcnn, build_hq_isnet
 from engine.models.detectors.mask_rcnn import build_mask_rcnn
 from engine.spec import ModelSpec
 
 MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "mask_rcnn": build_mask_rcnn,
+    "cascade_mask_rcnn": build_cascade_mask_rcnn,
+    "hq_isnet": build_hq_isnet,
 }
 
 
