@@ -89,6 +89,17 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--extent", metavar="XMIN,YMIN,XMAX,YMAX",
                    help="segment only this rectangle, in the raster's CRS units (pixels x,y if it has no CRS); "
                         "write --extent=... when XMIN is negative")
+    p.add_argument("--no-resample", action="store_true",
+                   help="keep the raster's pixel size even when it is outside the model's GSD range")
+    p.add_argument("--gsd-tolerance", type=float, default=0.25,
+                   help="relative GSD difference taken as is when the model declares no GSD range "
+                        "(default: %(default)s)")
+    p.add_argument("--value-range", metavar="MIN,MAX",
+                   help="raw values mapped to 0..1 (default: the model's scaling for its dtype, else a "
+                        "percentile stretch)")
+    p.add_argument("--sar-input", choices=["auto", "amplitude", "db"], default="auto",
+                   help="SAR values in the raster (auto: float with negative values = dB)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for the model (0 = torch's default)")
     p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar",
                    help="bar on stderr, or JSON lines on stdout for programs (the QGIS plugin)")
 
@@ -120,6 +131,18 @@ def _add_env(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _value_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo = hi = 0.0
+    if not lo < hi:
+        raise UserError(f"--value-range {text}: give MIN,MAX with MIN < MAX, e.g. --value-range 0,4000")
+    return (lo, hi)
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from engine.progress import Reporter
 
@@ -138,16 +161,23 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _segment(args: argparse.Namespace, reporter) -> int:
-    from engine.inference.predictor import Predictor, SegmentOptions, segment_raster
+    from engine.inference.predictor import Predictor
+    from engine.inference.segment import SegmentOptions, segment_raster
     from engine.zoo import DEFAULT_MODEL, resolve_model
 
     extent = _extent(args.extent)
+    value_range = _value_range(args.value_range)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     label, ckpt = resolve_model(args.model or DEFAULT_MODEL)
     predictor = Predictor(ckpt, args.device)
     options = SegmentOptions(
         tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
         mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
-        simplify=args.simplify, extent=extent, tile_grid=args.tile_grid,
+        simplify=args.simplify, extent=extent, tile_grid=args.tile_grid, resample=not args.no_resample,
+        gsd_tolerance=args.gsd_tolerance, value_range=value_range, sar_input=args.sar_input,
     )
     classes = [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes]
 

@@ -40,6 +40,7 @@ class Normalisation:
     sar: str = "amplitude"  # "amplitude" | "db" | "none" (optical)
     db_min: float = -30.0
     db_max: float = 10.0
+    stretch_percentiles: tuple[float, float] = (0.5, 99.5)  # rasters of another value range: see input_values
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ModelSpec:
     band_names: tuple[str, ...] = ("amplitude",)
     normalisation: Normalisation = Normalisation()
     gsd_m: float = 1.0  # ground sample distance the model was trained at, metres per pixel
+    gsd_range_m: tuple[float, float] | None = None  # raster GSDs taken as is (None: gsd_m within the tolerance)
     tile_size: int = 512
     overlap: int = 128
     score_threshold: float = 0.5
@@ -86,11 +88,13 @@ class ModelSpec:
         d.pop("spec_version", None)
         d["classes"] = tuple(ClassInfo(**c) for c in d.get("classes", ()))
         norm = dict(d.get("normalisation", {}))
-        for key in ("mean", "std"):
+        for key in ("mean", "std", "stretch_percentiles"):
             if key in norm:
                 norm[key] = tuple(norm[key])
         d["normalisation"] = Normalisation(**norm)
         d["band_names"] = tuple(d.get("band_names", ()))
+        if d.get("gsd_range_m") is not None:
+            d["gsd_range_m"] = tuple(d["gsd_range_m"])
         known = set(ModelSpec.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:

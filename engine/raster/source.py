@@ -1,7 +1,10 @@
 """RasterSource: windows, bands, nodata, transform and CRS of a raster file, over rasterio.
 
-Rasters without a CRS are processed in pixel coordinates (x = column, y = row, rasterio's identity
-transform) with a warning; areas then come from the model's ground sample distance.
+Reads happen on a working grid (engine.raster.working_grid): the raster's own, or a GDAL warped
+view (WarpedVRT, bilinear) resampled to the model's GSD or reprojected to UTM; either way only the
+requested window is read and warped, never the whole raster. Rasters without a CRS are processed in
+pixel coordinates (x = column, y = row, rasterio's identity transform) with a warning; areas then
+come from the model's ground sample distance.
 """
 from __future__ import annotations
 
@@ -12,10 +15,21 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
 from engine.errors import UserError
+from engine.raster.working_grid import (
+    GridPlan,
+    check_utm_span,
+    gsd_accepted,
+    plan_resampling,
+    resampled_grid,
+    utm_epsg,
+)
 
 
 @dataclass(frozen=True)
@@ -39,13 +53,23 @@ class RasterInfo:
         return float((abs(self.transform.a) + abs(self.transform.e)) / 2)
 
 
+@dataclass(frozen=True)
+class GsdPolicy:
+    """When to resample: the model's GSD (m/pixel) and the raster GSD range (m) it accepts as is."""
+
+    model_gsd_m: float
+    accepted_m: tuple[float, float]
+    resample: bool = True  # False: always the raster's own grid (geographic rasters are still reprojected)
+
+
 class RasterSource:
     """Open a raster for windowed reads. Use as a context manager.
 
     `bands`: 1-based band indices to read (None = all bands).
     """
 
-    def __init__(self, path: str | Path, bands: list[int] | None = None) -> None:
+    def __init__(self, path: str | Path, bands: list[int] | None = None, gsd: GsdPolicy | None = None,
+                 extent: tuple[float, float, float, float] | None = None) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise UserError(f"raster '{path}': file not found")
@@ -68,14 +92,94 @@ class RasterSource:
             crs_wkt=ds.crs.to_wkt() if ds.crs else None, transform=ds.transform,
             nodata=ds.nodata,
         )
+        self.plan = GridPlan(self.info.crs_wkt, ds.transform, ds.height, ds.width)
+        self._reader = ds
+        self._alpha: int | None = None  # band index of the warped view's validity (alpha) band
+        if ds.crs is not None and gsd is not None:
+            self.plan = self._plan(gsd, extent)
+        if not self.plan.native:
+            self._open_warped()
+        p = self.plan
+        self.work = RasterInfo(path=str(self.path), height=p.height, width=p.width, count=ds.count,
+                               dtype=ds.dtypes[0], crs_wkt=self.info.crs_wkt if not p.reprojected else p.crs,
+                               transform=p.transform, nodata=ds.nodata)
+
+    def _plan(self, gsd: GsdPolicy, extent: tuple[float, float, float, float] | None) -> GridPlan:
+        ds = self._ds
+        if not ds.crs.is_geographic:
+            if not gsd.resample:
+                return self.plan
+            unit_m = float(ds.crs.linear_units_factor[1])
+            return plan_resampling(self.info.crs_wkt, ds.transform, ds.height, ds.width, unit_m,
+                                   gsd.model_gsd_m, gsd.accepted_m)
+        bounds = tuple(ds.bounds)
+        if extent is not None:  # only the part to segment must fit one UTM zone
+            bounds = (max(bounds[0], extent[0]), max(bounds[1], extent[1]),
+                      min(bounds[2], extent[2]), min(bounds[3], extent[3]))
+            if bounds[0] >= bounds[2] or bounds[1] >= bounds[3]:
+                return self.plan  # no overlap: the extent check downstream says so
+        lon_min, lat_min, lon_max, lat_max = transform_bounds(ds.crs, "EPSG:4326", *bounds)
+        why = check_utm_span(lon_min, lat_min, lon_max, lat_max)
+        if why:
+            raise UserError(f"raster '{self.path}' is in a geographic CRS and {why}; reproject it to a projected "
+                            "CRS first (e.g. gdalwarp -t_srs EPSG:326NN) or limit it with --extent")
+        epsg = utm_epsg((lon_min + lon_max) / 2, (lat_min + lat_max) / 2)
+        crs = f"EPSG:{epsg}"
+        transform, width, height = calculate_default_transform(ds.crs, crs, ds.width, ds.height, *ds.bounds)
+        gsd_m = (abs(transform.a) + abs(transform.e)) / 2
+        reason = f"geographic CRS: processed in UTM ({crs}) at {gsd_m:.3g} m pixels"
+        resampled = gsd.resample and not gsd_accepted(gsd_m, gsd.accepted_m)
+        if resampled:
+            transform, height, width = resampled_grid(transform, height, width, gsd.model_gsd_m / gsd_m)
+            reason = (f"geographic CRS: processed in UTM ({crs}) resampled from {gsd_m:.3g} m to the model's "
+                      f"{gsd.model_gsd_m:.3g} m pixels")
+        return GridPlan(crs, transform, height, width, reprojected=True, resampled=resampled, reason=reason)
+
+    def _open_warped(self) -> None:
+        ds, p = self._ds, self.plan
+        options = dict(crs=p.crs or ds.crs, transform=p.transform, width=p.width, height=p.height,
+                       resampling=Resampling.bilinear)
+        if ds.nodata is not None:
+            options.update(src_nodata=ds.nodata, nodata=ds.nodata)
+        else:
+            options.update(add_alpha=True)
+            self._alpha = ds.count + 1
+        self._reader = WarpedVRT(ds, **options)
+
+    def extent_in_work_crs(self, extent: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """An extent in the raster's CRS -> the working grid's CRS (its bounding box)."""
+        if not self.plan.reprojected:
+            return extent
+        return tuple(transform_bounds(self._ds.crs, self.plan.crs, *extent))
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
-        """[C,h,w] raw values of the selected bands inside the window (pixels)."""
+        """[C,h,w] raw values of the selected bands inside the window (working-grid pixels).
+
+        Outside a warped view's footprint the values are nodata (or 0, flagged by `valid_mask`).
+        """
+        return self.read_valid(row_off, col_off, height, width)[0]
+
+    def read_valid(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """`read` plus the [h,w] bool validity: False where every selected band is nodata or, in a warped
+        view of a raster without nodata, outside the raster's footprint; None when all pixels are valid."""
         try:
-            return self._ds.read(self.bands, window=Window(col_off, row_off, width, height))
+            bands = self.bands + ([self._alpha] if self._alpha else [])
+            pixels = self._reader.read(bands, window=Window(col_off, row_off, width, height))
         except RasterioIOError as exc:
             raise UserError(f"raster '{self.path}': read failed at window "
                             f"({row_off},{col_off},{height},{width}): {str(exc).splitlines()[0][:120]}") from None
+        if self._alpha:
+            return pixels[:-1], pixels[-1] > 0
+        return pixels, self.valid_mask(pixels)
+
+    def sample(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray | None]:
+        """A decimated read of the whole raster's selected bands (at most `max_side` pixels a side, nearest
+        neighbour; GDAL uses overviews when present) and its validity, for value statistics."""
+        ds = self._ds
+        factor = max(1.0, max(ds.height, ds.width) / max_side)
+        shape = (len(self.bands), max(1, int(ds.height / factor)), max(1, int(ds.width / factor)))
+        pixels = ds.read(self.bands, out_shape=shape, resampling=Resampling.nearest)
+        return pixels, self.valid_mask(pixels)
 
     def valid_mask(self, pixels: np.ndarray) -> np.ndarray | None:
         """[h,w] bool, False where every selected band equals nodata; None when the raster has no nodata."""
@@ -84,6 +188,8 @@ class RasterSource:
         return ~np.all(pixels == self.info.nodata, axis=0)
 
     def close(self) -> None:
+        if self._reader is not self._ds:
+            self._reader.close()
         self._ds.close()
 
     def __enter__(self) -> RasterSource:

@@ -19,5 +19,5 @@ def write_tiny_checkpoint(path: Path) -> Path:
     """Save the tiny "ship" model (tile 128, overlap 32, score threshold 0) to `path`."""
     torch.manual_seed(0)
     spec = ModelSpec(name="tiny", architecture="mask_rcnn", config=TINY, classes=classes_from_names(["ship"]),
-                     bands=1, normalisation=Normalisation(), tile_size=128, overlap=32, score_threshold=0.0)
+                     bands=1, normalisation=Normalisation(), gsd_m=10.0, tile_size=128, overlap=32, score_threshold=0.0)
     return save_checkpoint(Checkpoint(spec, build_model(spec).state_dict(), {"note": "random"}, {}), path)

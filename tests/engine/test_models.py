@@ -134,7 +134,7 @@ def test_config_is_applied() -> None:
 def test_unknown_names_raise_listing_valid_ones() -> None:
     with pytest.raises(ValueError, match="mask_rcnn") as info:
         build_model(ModelSpec(name="t", architecture="yolo"))
-    assert "yolo" in str(info.value) and set(MODELS) == {"mask_rcnn"}
+    assert "yolo" in str(info.value) and all(name in str(info.value) for name in MODELS)
     with pytest.raises(ValueError, match="resnet18, resnet50, efficientnet_lite0"):
         build_model(_spec("vgg16"))
     with pytest.raises(ValueError, match="fpn_chanels") as info:

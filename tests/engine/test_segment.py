@@ -2,6 +2,7 @@
 seam de-duplication, polygons in the raster's CRS, attributes, nodata skipping, cancel, band checks."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import fiona
@@ -11,7 +12,7 @@ from rasterio.features import rasterize, shapes
 from shapely.geometry import box, shape
 
 from engine.errors import Cancelled, UserError
-from engine.inference.predictor import SegmentOptions, segment_raster
+from engine.inference.segment import SegmentOptions, segment_raster
 from engine.spec import ModelSpec, Normalisation, classes_from_names
 from tests.data.make_fixtures import object_mask, write_scene_geotiff
 
@@ -29,6 +30,10 @@ class OraclePredictor:
         self.spec = spec
         self.calls = 0
         self.tiles_seen = 0
+        self.forward_seconds = 0.0
+
+    def min_score(self, threshold: float) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
 
     def predict(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         self.calls += 1

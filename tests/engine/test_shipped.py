@@ -13,7 +13,8 @@ from shapely.geometry import shape
 from shapely.strtree import STRtree
 
 from engine.checkpoint import load_checkpoint
-from engine.inference.predictor import Predictor, segment_raster
+from engine.inference.predictor import Predictor
+from engine.inference.segment import segment_raster
 from engine.zoo import DEFAULT_MODEL, resolve_model, shipped_models
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"

@@ -7,7 +7,7 @@ import fiona
 import numpy as np
 import pytest
 
-from engine.inference.predictor import SegmentOptions, segment_raster
+from engine.inference.segment import SegmentOptions, segment_raster
 from engine.merge import Instance, StreamingMerger, merge_seam_duplicates
 from engine.tiling import tile_grid
 from tests.data.make_fixtures import write_scene_geotiff
