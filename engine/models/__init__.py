@@ -6,11 +6,15 @@ from collections.abc import Callable
 from torch import nn
 
 from engine.models.detectors.cascade_mask_rcnn import build_cascade_mask_rcnn, build_hq_isnet
+from engine.models.detectors.facenet import build_facenet
 from engine.models.detectors.mask_rcnn import build_mask_rcnn
+from engine.models.detectors.solov2 import build_solov2
 from engine.spec import ModelSpec
 
 MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "mask_rcnn": build_mask_rcnn,
+    "solov2": build_solov2,
+    "facenet": build_facenet,
     "cascade_mask_rcnn": build_cascade_mask_rcnn,
     "hq_isnet": build_hq_isnet,
 }
