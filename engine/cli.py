@@ -81,7 +81,7 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-threshold", type=float, help="mask probability threshold (default: the model's)")
     p.add_argument("--tile-size", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per model call")
+    p.add_argument("--batch-size", type=int, help="tiles per model call (default: 1 on CPU, 8 on CUDA)")
     p.add_argument("--tile-grid", help="QA output: the tile windows as a polygon layer (.gpkg, .shp, .geojson) "
                                        "with core bounds, status (run/nodata) and predictions per tile")
     p.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance, map units")

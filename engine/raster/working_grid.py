@@ -68,7 +68,8 @@ def resampled_grid(transform: Affine, height: int, width: int, factor: float) ->
     """
     new_h = max(1, round(height / factor))
     new_w = max(1, round(width / factor))
-    scaled = transform * Affine.scale(width / new_w, height / new_h)
+    sx, sy = width / new_w, height / new_h  # multiply the coefficients (affine 3 deprecates `*`)
+    scaled = Affine(transform.a * sx, transform.b * sy, transform.c, transform.d * sx, transform.e * sy, transform.f)
     return scaled, new_h, new_w
 
 

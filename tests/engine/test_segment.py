@@ -8,6 +8,7 @@ from pathlib import Path
 import fiona
 import numpy as np
 import pytest
+import torch
 from rasterio.features import rasterize, shapes
 from shapely.geometry import box, shape
 
@@ -31,6 +32,7 @@ class OraclePredictor:
         self.calls = 0
         self.tiles_seen = 0
         self.forward_seconds = 0.0
+        self.device = torch.device("cpu")
 
     def min_score(self, threshold: float) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
