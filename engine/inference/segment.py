@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 
@@ -51,6 +52,7 @@ class SegmentOptions:
     value_range: tuple[float, float] | None = None  # raw MIN, MAX -> 0..1 (see engine.raster.input_values)
     sar_input: str = "auto"  # "auto" | "amplitude" | "db"
     queue_depth: int = 2  # batches waiting between pipeline stages
+    gdal_cache_mb: int = 128  # GDAL's block cache (its default, 5% of RAM, grows with the raster read)
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,14 @@ def segment_raster(
     """Segment `raster` with `predictor` and write polygons to `out` (.gpkg, .shp, .geojson).
 
     `started(n_tiles)` is called once the raster and output are checked, before the first tile.
+    GDAL's block cache is bounded (`options.gdal_cache_mb`) so that memory does not grow with the raster.
     """
+    with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
+        return _segment(raster, out, predictor, options, model_label, progress, warn, cancelled, started)
+
+
+def _segment(raster, out, predictor: Predictor, options: SegmentOptions, model_label: str, progress, warn,
+             cancelled, started) -> SegmentResult:
     spec = predictor.spec
     tile_size = options.tile_size or spec.tile_size
     overlap = spec.overlap if options.overlap is None else options.overlap
