@@ -93,13 +93,16 @@ def _find(parent: list[int], i: int) -> int:
 
 
 def _candidate_pairs(instances: list[Instance]):
-    """Same-class pairs whose bounding boxes intersect: sort by ``row0`` and sweep over rows."""
+    """Same-class pairs from different tiles whose bounding boxes intersect: sort by ``row0``, sweep over rows."""
     order = sorted(range(len(instances)), key=lambda i: (instances[i].class_id, instances[i].bbox[0]))
     boxes = [instances[i].bbox for i in range(len(instances))]
     for k, i in enumerate(order):
         for j in order[k + 1 :]:
             if instances[j].class_id != instances[i].class_id or boxes[j][0] >= boxes[i][2]:
                 break
+            a, b = instances[i], instances[j]
+            if a.window is not None and a.window == b.window:
+                continue  # one tile's own detections: the model already separated them (its NMS)
             if boxes[j][1] < boxes[i][3] and boxes[i][1] < boxes[j][3]:
                 yield i, j
 
