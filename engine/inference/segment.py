@@ -185,9 +185,8 @@ def _open_source(raster: str | Path, spec: ModelSpec, options: SegmentOptions) -
 
 
 def _plan_scaling(src: RasterSource, spec: ModelSpec, options: SegmentOptions) -> InputScaling:
-    sample, valid = src.sample()
-    try:
-        return plan_input_scaling(spec.normalisation, src.info.dtype, sample, valid, options.value_range,
+    try:  # src.sample reads the whole raster decimated: only done when the rules need its values
+        return plan_input_scaling(spec.normalisation, src.info.dtype, src.sample, None, options.value_range,
                                   options.sar_input)
     except ValueError as exc:
         raise UserError(f"--sar-input: {exc}") from None

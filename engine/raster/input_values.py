@@ -14,6 +14,7 @@ uses that window directly.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from engine.spec import Normalisation
 
 SAR_INPUTS = ("auto", "amplitude", "db")
+SampleSource = np.ndarray | Callable[[], tuple[np.ndarray, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -50,15 +52,27 @@ def db_to_amplitude(x: np.ndarray) -> np.ndarray:
     return np.power(np.float32(10.0), x.astype(np.float32) / np.float32(20.0))
 
 
-def plan_input_scaling(norm: Normalisation, dtype: str, sample: np.ndarray, valid: np.ndarray | None,
+def plan_input_scaling(norm: Normalisation, dtype: str, sample: SampleSource, valid: np.ndarray | None = None,
                        value_range: tuple[float, float] | None = None, sar_input: str = "auto") -> InputScaling:
-    """Choose the value mapping for a raster of ``dtype``; ``sample`` [C,h,w] is a decimated read of it."""
+    """Choose the value mapping for a raster of ``dtype``.
+
+    ``sample`` [C,h,w] is a decimated read of it with its ``valid`` [h,w] mask, or a callable returning
+    both; a callable is only called when the rule needs the values (not for a raster scaled as trained).
+    """
     if sar_input not in SAR_INPUTS:
         raise ValueError(f"sar_input must be one of {SAR_INPUTS}, got {sar_input!r}")
-    values = sample[:, valid] if valid is not None else sample.reshape(sample.shape[0], -1)
+    cache: list[np.ndarray] = []
+
+    def valid_values() -> np.ndarray:
+        """[C, N] the sample's valid pixels, read on first use."""
+        if not cache:
+            pixels, mask = sample() if callable(sample) else (sample, valid)
+            cache.append(pixels[:, mask] if mask is not None else pixels.reshape(pixels.shape[0], -1))
+        return cache[0]
+
     is_float = not np.issubdtype(np.dtype(dtype), np.integer)
     db_input = sar_input == "db" or (sar_input == "auto" and norm.sar != "none" and is_float
-                                     and values.size > 0 and float(np.nanmin(values)) < 0)
+                                     and valid_values().size > 0 and float(np.nanmin(valid_values())) < 0)
     note = "raster values read as SAR dB; " if db_input else ""
     if norm.sar == "db":  # the dB window of the spec does the scaling
         return InputScaling(db_input=db_input, reason=note.rstrip("; "))
@@ -67,8 +81,7 @@ def plan_input_scaling(norm: Normalisation, dtype: str, sample: np.ndarray, vali
         return InputScaling("range", lo, hi, db_input, f"{note}values {lo:g}..{hi:g} -> 0..1 (--value-range)")
     if not db_input and scale_fits_dtype(norm.scale, dtype):
         return InputScaling(reason="")
-    if db_input:
-        values = db_to_amplitude(values)
+    values = db_to_amplitude(valid_values()) if db_input else valid_values()
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return InputScaling("range", 0.0, 1.0, db_input, f"{note}no valid pixels to measure a value range")

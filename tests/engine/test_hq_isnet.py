@@ -18,6 +18,7 @@ from engine.models.detectors.mask_rcnn import BackboneWithFPN
 from engine.models.necks.hrfpn import HRFPN
 from engine.spec import ModelSpec, classes_from_names
 from tests.data.make_fixtures import write_coco_dataset
+from tests.engine.model_checks import train_step
 from tests.engine.test_models import _images, _target  # rectangle targets, seeded random images
 
 TINY = {
@@ -37,14 +38,7 @@ def _spec(arch: str = "hq_isnet", bands: int = 1, **config) -> ModelSpec:
 
 
 def _train_step(model: torch.nn.Module, images, targets) -> dict[str, torch.Tensor]:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    losses = model(images, targets)
-    assert set(losses) == LOSSES
-    for name, value in losses.items():
-        assert value.ndim == 0 and torch.isfinite(value), (name, value)
-    sum(losses.values()).backward()
-    return {name: value.detach() for name, value in losses.items()}
+    return train_step(model, images, targets, LOSSES)
 
 
 def _has_grad(module: torch.nn.Module) -> bool:

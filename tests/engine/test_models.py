@@ -7,6 +7,7 @@ from engine.models import MODELS, build_model
 from engine.models.backbones.efficientnet_lite import EfficientNetLite0Features, load_imagenet_weights
 from engine.models.detectors.mask_rcnn import DEFAULT_CONFIG
 from engine.spec import ModelSpec, classes_from_names
+from tests.engine.model_checks import train_step
 
 TINY = {
     "fpn_channels": 32, "representation_size": 64, "mask_head_channels": 16, "mask_head_layers": 1,
@@ -39,14 +40,7 @@ def _images(n: int, bands: int, size: int = 64) -> list[torch.Tensor]:
 
 
 def _train_step(model: torch.nn.Module, images, targets) -> dict[str, torch.Tensor]:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    losses = model(images, targets)
-    assert set(losses) == LOSSES
-    for name, value in losses.items():
-        assert value.ndim == 0 and torch.isfinite(value), (name, value)
-    sum(losses.values()).backward()
-    return {name: value.detach() for name, value in losses.items()}
+    return train_step(model, images, targets, LOSSES)
 
 
 def _grad_norms(model: torch.nn.Module) -> dict[str, float]:

@@ -22,6 +22,7 @@ from engine.models.solo.losses import dice_loss
 from engine.models.solo.matrix_nms import matrix_nms, point_nms
 from engine.models.solo.targets import assign_levels, centres_of_mass, mask_targets
 from engine.spec import ModelSpec, classes_from_names
+from tests.engine.model_checks import train_step
 
 TINY = {"fpn_channels": 32, "head_channels": 32, "head_convs": 2, "mask_feature_channels": 16,
         "mask_channels": 32, "aspp_dilations": [1, 2, 3], "detections_per_img": 20}
@@ -49,15 +50,8 @@ def _images(n: int, bands: int = 1, size: tuple[int, int] = (64, 64)) -> list[to
     return [torch.randn(bands, *size, generator=g) for _ in range(n)]
 
 
-def _train_step(model: torch.nn.Module, images, targets) -> dict[str, float]:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    losses = model(images, targets)
-    assert set(losses) == LOSSES
-    for name, value in losses.items():
-        assert value.ndim == 0 and torch.isfinite(value), (name, value)
-    sum(losses.values()).backward()
-    return {name: value.item() for name, value in losses.items()}
+def _train_step(model: torch.nn.Module, images, targets) -> dict[str, torch.Tensor]:
+    return train_step(model, images, targets, LOSSES)
 
 
 def _grad_reaches(model: torch.nn.Module, prefix: str) -> bool:

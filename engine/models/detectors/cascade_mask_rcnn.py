@@ -33,6 +33,7 @@ from engine.models.detectors.cascade_heads import (
     CascadeRoIHeads,
 )
 from engine.models.detectors.mask_rcnn import BACKBONES as MASK_RCNN_BACKBONES
+from engine.models.detectors.mask_rcnn import DEFAULT_CONFIG as MASK_RCNN_CONFIG
 from engine.models.detectors.mask_rcnn import BackboneWithFPN, _NoResizeTransform, build_backbone
 from engine.models.necks.hrfpn import BackboneWithHRFPN
 from engine.spec import ModelSpec
@@ -41,34 +42,17 @@ BACKBONES = (*HRNET_WIDTHS, *MASK_RCNN_BACKBONES)
 NECKS = ("fpn", "hrfpn")
 ROI_LEVELS = ["c2", "c3", "c4", "c5"]
 
-DEFAULT_CONFIG: dict[str, Any] = {  # the cascade_mask_rcnn baseline
-    "backbone": "resnet18",  # hrnet_w18 | hrnet_w32 | hrnet_w40 | resnet18 | resnet50 | efficientnet_lite0
-    "pretrained": False,  # ImageNet weights (efficientnet_lite0 only: none other ship offline)
-    "frozen_blocks": 0,  # efficientnet_lite0: freeze stem + this many blocks
+DEFAULT_CONFIG: dict[str, Any] = {  # the cascade_mask_rcnn baseline: Mask R-CNN's settings plus these
+    **MASK_RCNN_CONFIG,  # backbone resnet18 (or hrnet_w18 | hrnet_w32 | hrnet_w40), FPN, RPN, box and mask heads
     "hrnet_blocks": 4,  # HRNet: bottlenecks of stage 1 and basic blocks per branch (paper: 4)
     "hrnet_modules": [1, 4, 3],  # HRNet: modules of stages 2/3/4 (paper: 1, 4, 3)
     "hrnet_norm": "gn",  # HRNet: gn | bn
-    "neck": "fpn",  # fpn | hrfpn
-    "fpn_channels": 256,  # neck output channels (P2..P6)
-    "fpn_norm": "gn",  # gn | none
-    "anchor_sizes": [32, 64, 128, 256, 512],  # pixels, one per level P2..P6
-    "aspect_ratios": [0.5, 1.0, 2.0],
-    "rpn_pre_nms_top_n_train": 2000,
-    "rpn_post_nms_top_n_train": 2000,
-    "rpn_pre_nms_top_n_test": 1000,
-    "rpn_post_nms_top_n_test": 1000,
-    "box_batch_size_per_image": 512,
+    "neck": "fpn",  # fpn | hrfpn (fpn_channels / fpn_norm apply to both)
     "box_positive_fraction": 0.25,
-    "representation_size": 1024,
-    "mask_head_channels": 256,
-    "mask_head_layers": 4,
     "mask_flow": "isnetv1",  # isnetv1 (independent mask heads) | isnetv2 (mask information flow)
     "cascade_iou_thresholds": [0.5, 0.6, 0.7],
     "cascade_box_weights": [[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]],
     "cascade_loss_weights": [1.0, 0.5, 0.25],
-    "box_score_thresh": 0.05,
-    "box_nms_thresh": 0.5,
-    "detections_per_img": 100,
 }
 
 HQ_ISNET_CONFIG: dict[str, Any] = {**DEFAULT_CONFIG, "backbone": "hrnet_w18", "neck": "hrfpn", "mask_flow": "isnetv2"}
