@@ -9,6 +9,7 @@ from engine.models.detectors.cascade_mask_rcnn import build_cascade_mask_rcnn, b
 from engine.models.detectors.facenet import build_facenet
 from engine.models.detectors.mask_rcnn import build_mask_rcnn
 from engine.models.detectors.solov2 import build_solov2
+from engine.models.semantic import SEMANTIC_BUILDERS, lazy_builder
 from engine.spec import ModelSpec
 
 MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
@@ -17,7 +18,9 @@ MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "facenet": build_facenet,
     "cascade_mask_rcnn": build_cascade_mask_rcnn,
     "hq_isnet": build_hq_isnet,
+    **{name: lazy_builder(target) for name, target in SEMANTIC_BUILDERS.items()},
 }
+SEMANTIC_ARCHITECTURES = frozenset(SEMANTIC_BUILDERS)  # models whose spec.task is "semantic"
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
