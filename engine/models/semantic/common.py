@@ -1,0 +1,129 @@
+"""Shared parts of the semantic models (contract: engine.semantic).
+
+- `pad_batch(images, targets, multiple=32)`: list of [C,h,w] images -> zero-padded batch [B,C,Hp,Wp]
+  (Hp, Wp multiples of `multiple`), their "semantic" targets padded with IGNORE_INDEX -> [B,Hp,Wp] int64,
+  and the original sizes [(h, w), ...].
+- `per_image_probs(logits, sizes)` (alias `semantic_outputs`): logits [B,K+1,Hp,Wp] -> softmax, cropped
+  back to each image's size -> [{"probs": [K+1,h,w]}, ...] (the eval output).
+- `SemanticModel`: base class; a subclass implements `logits(batch) -> [B,K+1,Hp,Wp]` (full padded
+  resolution) and may override `losses(logits, target_map) -> dict` (default: cross-entropy with
+  ignore_index -> {"loss_ce"}). Its forward does the padding, the train/eval switch and the cropping.
+- `make_norm(kind, channels)`: "gn" (GroupNorm) | "bn" (BatchNorm2d) layer.
+- `ResNetFPN`: ResNet-18/50 trunk + FPN (1x1 laterals, 3x3 outputs, nearest top-down) -> P2..P5.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import FeaturePyramidNetwork
+
+from engine.models.backbones.resnet import ResNetFeatures
+from engine.models.layers.conv import group_norm
+from engine.semantic import IGNORE_INDEX
+
+RESNET_BACKBONES = ("resnet18", "resnet50")
+NORMS = ("gn", "bn")
+
+
+def pad_batch(images: list[Tensor], targets: list[dict] | None = None,
+              multiple: int = 32) -> tuple[Tensor, Tensor | None, list[tuple[int, int]]]:
+    """Images [C,h,w] -> (batch [B,C,Hp,Wp] zero-padded bottom/right, target map [B,Hp,Wp] int64 or None,
+    sizes [(h, w)]). Hp, Wp: the largest h, w rounded up to `multiple`; padded target pixels = IGNORE_INDEX."""
+    if not images:
+        raise ValueError("pad_batch needs at least one image")
+    sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+    height = -(-max(h for h, _ in sizes) // multiple) * multiple
+    width = -(-max(w for _, w in sizes) // multiple) * multiple
+    first = images[0]
+    batch = first.new_zeros((len(images), first.shape[0], height, width))
+    for i, img in enumerate(images):
+        batch[i, :, : sizes[i][0], : sizes[i][1]] = img
+    if targets is None:
+        return batch, None, sizes
+    if len(targets) != len(images):
+        raise ValueError(f"{len(images)} images but {len(targets)} targets")
+    target_map = torch.full((len(images), height, width), IGNORE_INDEX, dtype=torch.int64, device=first.device)
+    for i, target in enumerate(targets):
+        if "semantic" not in target:
+            raise KeyError("semantic models need targets with a 'semantic' [H, W] class map")
+        semantic = target["semantic"]
+        if tuple(semantic.shape[-2:]) != sizes[i]:
+            raise ValueError(f"target {i}: semantic map {tuple(semantic.shape)} does not match image size {sizes[i]}")
+        target_map[i, : sizes[i][0], : sizes[i][1]] = semantic.to(device=first.device, dtype=torch.int64)
+    return batch, target_map, sizes
+
+
+def per_image_probs(logits: Tensor, sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    """Logits [B,K+1,Hp,Wp] -> [{"probs": float32 [K+1,h,w]}] per image: softmax over classes, cropped."""
+    probs = torch.softmax(logits.float(), dim=1)
+    return [{"probs": probs[i, :, :h, :w].contiguous()} for i, (h, w) in enumerate(sizes)]
+
+
+semantic_outputs = per_image_probs
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """'gn' -> GroupNorm (32 groups or fewer, works for batches of 1-4), 'bn' -> BatchNorm2d."""
+    if kind == "gn":
+        return group_norm(channels)
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown norm '{kind}'; choose one of {', '.join(NORMS)}")
+
+
+def conv_norm_relu(in_channels: int, out_channels: int, kernel_size: int, norm: str) -> nn.Sequential:
+    """[B,in,H,W] -> [B,out,H,W]: 'same' conv without bias, norm, ReLU."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+                         make_norm(norm, out_channels), nn.ReLU(inplace=True))
+
+
+class ResNetFPN(nn.Module):
+    """ResNet trunk + FPN: [B,bands,H,W] -> ({"p2".."p5": [B,ch,H/4..H/32,...]}, C5 [B,C5ch,H/32,W/32]).
+
+    H, W must be multiples of 32 (pad_batch does that). `out_channels` = FPN width, `c5_channels` = C5 width.
+    """
+
+    def __init__(self, backbone: str, bands: int, channels: int, norm: str = "gn") -> None:
+        super().__init__()
+        if backbone not in RESNET_BACKBONES:
+            raise ValueError(f"unknown backbone '{backbone}'; choose one of {', '.join(RESNET_BACKBONES)}")
+        self.body = ResNetFeatures(int(backbone[6:]), bands, norm=norm)
+        self.fpn = FeaturePyramidNetwork(self.body.out_channels, channels)
+        self.out_channels = channels
+        self.c5_channels = self.body.out_channels[-1]
+
+    def forward(self, x: Tensor) -> tuple[OrderedDict[str, Tensor], Tensor]:
+        features = self.body(x)
+        pyramid = self.fpn(features)
+        return OrderedDict((f"p{k[1]}", v) for k, v in pyramid.items()), features["c5"]
+
+
+class SemanticModel(nn.Module):
+    """Base of the semantic models: forward(images, targets) follows engine.semantic's contract.
+
+    Subclasses implement `logits(batch [B,C,Hp,Wp]) -> [B,K+1,Hp,Wp]` and may override `losses`.
+    """
+
+    pad_multiple = 32
+
+    def logits(self, batch: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def losses(self, logits: Tensor, target_map: Tensor) -> dict[str, Tensor]:
+        """Cross-entropy over non-ignored pixels (mean) -> {"loss_ce"}; 0 (with a graph) if all are ignored."""
+        if not bool((target_map != IGNORE_INDEX).any()):
+            return {"loss_ce": logits.sum() * 0.0}
+        return {"loss_ce": F.cross_entropy(logits, target_map, ignore_index=IGNORE_INDEX)}
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        """Train: list of [C,h,w] + targets -> {name: scalar loss}. Eval: -> [{"probs": [K+1,h,w]}]."""
+        if self.training:
+            if targets is None:
+                raise ValueError("training mode needs targets with a 'semantic' class map")
+            batch, target_map, _ = pad_batch(images, targets, self.pad_multiple)
+            return self.losses(self.logits(batch), target_map)
+        batch, _, sizes = pad_batch(images, None, self.pad_multiple)
+        return per_image_probs(self.logits(batch), sizes)
