@@ -8,12 +8,17 @@
 - `SemanticModel`: base class; a subclass implements `logits(batch) -> [B,K+1,Hp,Wp]` (full padded
   resolution) and may override `losses(logits, target_map) -> dict` (default: cross-entropy with
   ignore_index -> {"loss_ce"}). Its forward does the padding, the train/eval switch and the cropping.
+- `merged_config(defaults, spec)`: spec.config over a model's DEFAULT_CONFIG; unknown keys raise.
 - `make_norm(kind, channels)`: "gn" (GroupNorm) | "bn" (BatchNorm2d) layer.
 - `ResNetFPN`: ResNet-18/50 trunk + FPN (1x1 laterals, 3x3 outputs, nearest top-down) -> P2..P5.
+- `Stride4Decoder`: per level log2(stride/4) x [3x3 conv, norm, ReLU, bilinear x2] (the stride-4 level:
+  one block, no upsampling), then sum or mean over levels -> [B,out,H/4,W/4] (Semantic FPN, FarSeg).
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +28,18 @@ from torchvision.ops import FeaturePyramidNetwork
 from engine.models.backbones.resnet import ResNetFeatures
 from engine.models.layers.conv import group_norm
 from engine.semantic import IGNORE_INDEX
+from engine.spec import ModelSpec
 
 RESNET_BACKBONES = ("resnet18", "resnet50")
 NORMS = ("gn", "bn")
+
+
+def merged_config(defaults: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+    """spec.config over `defaults`; unknown keys raise."""
+    unknown = set(spec.config) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown {spec.architecture} config keys {sorted(unknown)}; valid: {sorted(defaults)}")
+    return {**defaults, **spec.config}
 
 
 def pad_batch(images: list[Tensor], targets: list[dict] | None = None,
@@ -99,6 +113,32 @@ class ResNetFPN(nn.Module):
         features = self.body(x)
         pyramid = self.fpn(features)
         return OrderedDict((f"p{k[1]}", v) for k, v in pyramid.items()), features["c5"]
+
+
+class Stride4Decoder(nn.Module):
+    """Pyramid [B,in,H/s,W/s] for strides `strides` (4, 8, ...) -> [B,out,H/4,W/4], summed or averaged."""
+
+    def __init__(self, in_channels: int, out_channels: int, strides: tuple[int, ...] = (4, 8, 16, 32),
+                 norm: str = "gn", reduce: str = "sum") -> None:
+        super().__init__()
+        if reduce not in ("sum", "mean"):
+            raise ValueError(f"unknown reduce '{reduce}'; choose sum or mean")
+        self.reduce = reduce
+        self.branches = nn.ModuleList()
+        for stride in strides:
+            upsamplings = int(round(math.log2(stride / 4)))
+            if upsamplings < 0 or 4 * 2**upsamplings != stride:
+                raise ValueError(f"stride {stride} is not 4 * a power of 2")
+            blocks: list[nn.Module] = []
+            for k in range(max(upsamplings, 1)):
+                blocks.append(conv_norm_relu(in_channels if k == 0 else out_channels, out_channels, 3, norm))
+                if upsamplings:
+                    blocks.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+            self.branches.append(nn.Sequential(*blocks))
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        out = sum(branch(f) for branch, f in zip(self.branches, features, strict=True))
+        return out / len(self.branches) if self.reduce == "mean" else out
 
 
 class SemanticModel(nn.Module):
