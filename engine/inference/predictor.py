@@ -74,10 +74,17 @@ class Predictor:
 
 
 def tile_instances(output: dict[str, np.ndarray], tile: Tile, score_threshold: float,
-                   mask_threshold: float) -> list[Instance]:
-    """One tile's model output -> Instances in raster pixels, masks cropped to their bounding boxes."""
+                   mask_threshold: float, area_bounds: tuple[int, int, int, int] | None = None,
+                   edge_margin: int = 2) -> list[Instance]:
+    """One tile's model output -> Instances in raster pixels, masks cropped to their bounding boxes.
+
+    Each instance records its tile window and core, and is marked ``truncated`` when its mask comes
+    within `edge_margin` pixels of a window edge that is not an edge of `area_bounds`
+    ``(row0, col0, row1, col1)``, the tiled area (None: every window edge off raster row/col 0 counts).
+    """
     found = []
     window = (tile.row_off, tile.col_off, tile.row_off + tile.height, tile.col_off + tile.width)
+    outer = area_bounds or (0, 0, -1, -1)
     for label, score, prob in zip(output["labels"], output["scores"], output["masks"]):
         if score < score_threshold:
             continue
@@ -86,6 +93,11 @@ def tile_instances(output: dict[str, np.ndarray], tile: Tile, score_threshold: f
         if rows.size == 0:
             continue
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        truncated = ((r0 <= edge_margin and window[0] != outer[0])
+                     or (c0 <= edge_margin and window[1] != outer[1])
+                     or (r1 >= tile.height - edge_margin and window[2] != outer[2])
+                     or (c1 >= tile.width - edge_margin and window[3] != outer[3]))
         found.append(Instance(int(label), float(score), mask[r0:r1, c0:c1].copy(),
-                              tile.row_off + int(r0), tile.col_off + int(c0), window=window))
+                              tile.row_off + int(r0), tile.col_off + int(c0), window=window, core=tile.core,
+                              truncated=bool(truncated)))
     return found

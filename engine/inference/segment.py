@@ -139,6 +139,8 @@ class _Vectoriser:
         self.model_label, self.source = model_label or spec.name, str(Path(raster).name)
         self.merger = StreamingMerger(options.merge_threshold)
         self.frontiers = _frontiers(tiles)
+        self.area_bounds = (min(t.row_off for t in tiles), min(t.col_off for t in tiles),
+                            max(t.row_off + t.height for t in tiles), max(t.col_off + t.width for t in tiles))
         self.total, self.done, self.last_frontier = len(tiles), 0, -1
         self.records: list[TileRecord] = []  # per tile: a few integers, for the optional QA grid
         self.counts: dict[str, int] = {}
@@ -147,7 +149,7 @@ class _Vectoriser:
     def __call__(self, batch: _Batch) -> None:
         self.records.extend(TileRecord(t, "nodata", 0) for t in batch.skipped)
         for tile, output in zip(batch.tiles, batch.outputs or []):
-            found = tile_instances(output, tile, self.score_thr, self.mask_thr)
+            found = tile_instances(output, tile, self.score_thr, self.mask_thr, self.area_bounds)
             self.records.append(TileRecord(tile, "run", len(found)))
             self.merger.add(found)
         self.done += batch.size

@@ -5,7 +5,7 @@ Coordinates are raster pixels (row, col); boxes are ``(row0, col0, row1, col1)``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,7 +20,9 @@ class Instance:
     pixel ``(row_off, col_off)``. ``score`` in [0, 1]. ``n_tiles``: how many tile predictions were
     merged into it. ``window``: optional ``(row0, col0, row1, col1)`` of the tile window the
     prediction came from; when two instances both carry one, their masks are compared only where
-    both tiles could see (see :func:`merge_seam_duplicates`).
+    both tiles could see (see :func:`merge_seam_duplicates`). ``core``: that tile's core (the cores
+    of a grid partition the raster). ``truncated``: the mask reaches an edge of its window that is not
+    the edge of the tiled area, so the tile saw only part of the object.
     """
 
     class_id: int
@@ -31,12 +33,27 @@ class Instance:
     n_tiles: int = 1
     merged: bool = False
     window: Box | None = None
+    core: Box | None = None
+    truncated: bool = False
 
     @property
     def bbox(self) -> Box:
         """``(row0, col0, row1, col1)`` of the mask array in raster pixels, half-open."""
         h, w = self.mask.shape
         return (self.row_off, self.col_off, self.row_off + h, self.col_off + w)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """``(row, col)`` centre of the bounding box in raster pixels."""
+        r0, c0, r1, c1 = self.bbox
+        return ((r0 + r1) / 2.0, (c0 + c1) / 2.0)
+
+    def centre_in_core(self) -> bool:
+        """Whether the bbox centre lies in this view's tile core (False when the core is unknown)."""
+        if self.core is None:
+            return False
+        row, col = self.centre
+        return self.core[0] <= row < self.core[2] and self.core[1] <= col < self.core[3]
 
     @property
     def area(self) -> int:
@@ -138,6 +155,27 @@ def merge_group(parts: list[Instance]) -> Instance:
     )
 
 
+def resolve_group(parts: list[Instance]) -> Instance:
+    """One object from the views that several tiles had of it (a group of :func:`group_seam_duplicates`).
+
+    Tile-core ownership, used when every view knows its tile core:
+    - some view is complete (not ``truncated``): the object fitted in a tile, so that view saw all of
+      it and is kept alone (no union with cut or spurious partial views). Among complete views the
+      one whose centre lies in its own tile's core wins (the cores partition the raster, so this
+      is the owning tile), then the higher score. Its ``n_tiles`` counts all views, ``merged`` is False.
+    - every view is truncated (the object is larger than the overlap): the parts are unioned
+      (:func:`merge_group`).
+    Views without core information are always unioned (the plain mask-aware merge).
+    """
+    if len(parts) == 1:
+        return parts[0]
+    complete = [p for p in parts if not p.truncated]
+    if complete and all(p.core is not None for p in parts):
+        best = max(complete, key=lambda p: (p.centre_in_core(), p.score))
+        return replace(best, n_tiles=sum(p.n_tiles for p in parts), merged=False)
+    return merge_group(parts)
+
+
 def merge_seam_duplicates(instances: list[Instance], overlap_threshold: float = 0.5) -> list[Instance]:
     """Merge instances of the same class that are views of one object from overlapping tiles.
 
@@ -148,16 +186,17 @@ def merge_seam_duplicates(instances: list[Instance], overlap_threshold: float = 
     number of touching pairs, not with N^2. Different classes are never merged. Instances with an
     empty mask are returned unchanged.
 
-    A merged instance has the union mask on the union bbox, ``n_tiles`` summed, ``merged=True``,
-    and as score the area-weighted mean of its parts' scores: a part cut by a tile border saw less
-    of the object and carries less evidence than a view of the whole, so it should weigh less.
+    Each group becomes one instance by :func:`resolve_group` (tile-core ownership: a complete view
+    wins alone; only objects every tile saw cut are unioned). A union has the union mask on the union
+    bbox, ``n_tiles`` summed, ``merged=True``, and as score the area-weighted mean of its parts'
+    scores: a part cut by a tile border saw less of the object and carries less evidence than a
+    larger part, so it should weigh less, and the mean stays in the range of the parts' scores.
 
     Returns merged and untouched instances in the order of their first part in the input.
     """
     out = []
     for members in group_seam_duplicates(instances, overlap_threshold):
-        parts = [instances[i] for i in members]
-        out.append(parts[0] if len(parts) == 1 else merge_group(parts))
+        out.append(resolve_group([instances[i] for i in members]))
     return out
 
 

@@ -8,7 +8,7 @@ all instances of the raster at once.
 """
 from __future__ import annotations
 
-from engine.merge.seams import Instance, group_seam_duplicates, merge_group
+from engine.merge.seams import Instance, group_seam_duplicates, resolve_group
 
 
 class StreamingMerger:
@@ -29,7 +29,7 @@ class StreamingMerger:
         for members in group_seam_duplicates(self.pending, self.overlap_threshold):
             parts = [self.pending[i] for i in members]
             if frontier_row is None or max(p.bbox[2] for p in parts) <= frontier_row:
-                final.append(parts[0] if len(parts) == 1 else merge_group(parts))
+                final.append(resolve_group(parts))
             else:
                 keep.extend(parts)
         self.pending = keep
