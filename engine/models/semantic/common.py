@@ -26,7 +26,6 @@ from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 
 from engine.models.backbones.resnet import ResNetFeatures
-from engine.models.layers.conv import group_norm
 from engine.semantic import IGNORE_INDEX
 from engine.spec import ModelSpec
 
@@ -80,9 +79,11 @@ semantic_outputs = per_image_probs
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
-    """'gn' -> GroupNorm (32 groups or fewer, works for batches of 1-4), 'bn' -> BatchNorm2d."""
+    """'gn' -> GroupNorm (up to 32 groups of at least 2 channels: defined on a 1x1 map of one image, as
+    the stride-32 level of a 32 px tile is), 'bn' -> BatchNorm2d."""
     if kind == "gn":
-        return group_norm(channels)
+        groups = max(g for g in range(1, min(32, max(channels // 2, 1)) + 1) if channels % g == 0)
+        return nn.GroupNorm(groups, channels)
     if kind == "bn":
         return nn.BatchNorm2d(channels)
     raise ValueError(f"unknown norm '{kind}'; choose one of {', '.join(NORMS)}")
