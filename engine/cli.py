@@ -20,7 +20,7 @@ DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model on a COCO instance dataset")
+    p = sub.add_parser("train", help="train a model on a COCO instance dataset (semantic architectures: class maps)")
     p.add_argument("--coco", required=True, help="training COCO json")
     p.add_argument("--images", required=True, help="folder with the training images")
     p.add_argument("--val-coco", help="validation COCO json (evaluated each --eval-every epochs)")
@@ -105,7 +105,8 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="COCO bbox and mask AP of a model on a COCO dataset")
+    p = sub.add_parser("evaluate", help="COCO bbox and mask AP of a model on a COCO dataset "
+                                        "(semantic models: also mIoU, F1, OA)")
     p.add_argument("--checkpoint", required=True, help="shipped model name or checkpoint path")
     p.add_argument("--coco", required=True, help="COCO json with the ground truth")
     p.add_argument("--images", required=True, help="folder with the images")
@@ -199,6 +200,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.data.coco import CocoInstanceDataset
     from engine.evaluation.coco_eval import evaluate_model
     from engine.inference.predictor import Predictor
+    from engine.semantic.evaluate import evaluate_semantic_model
     from engine.zoo import resolve_model
 
     label, ckpt = resolve_model(args.checkpoint)
@@ -207,10 +209,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = CocoInstanceDataset(args.coco, args.images, ckpt.spec.normalisation, bands)
     from tqdm import tqdm
 
+    evaluate = evaluate_semantic_model if ckpt.spec.task == "semantic" else evaluate_model
     with tqdm(total=len(dataset), desc="evaluate", unit="img", file=sys.stderr) as bar:
-        metrics = evaluate_model(predictor.model, dataset, predictor.device,
-                                 progress=lambda done, total: bar.update(done - bar.n))
+        metrics = evaluate(predictor.model, dataset, predictor.device,
+                           progress=lambda done, total: bar.update(done - bar.n))
     metrics = {"model": label, "coco": args.coco, **metrics}
+    if "semantic" in metrics:
+        _print_semantic_metrics(metrics["semantic"])
     print(f"{'':6}" + "".join(f"{n:>8}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
     for kind in ("bbox", "segm"):
         values = (metrics[kind][n] for n in ("AP", "AP50", "AP75", "APs", "APm", "APl"))
@@ -224,6 +229,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         tmp.replace(out)
         print(f"metrics written to {out}", file=sys.stderr)
     return 0
+
+
+def _print_semantic_metrics(semantic: dict) -> None:
+    """Per-class IoU/F1 table and the means (percent; n/a for classes neither present nor predicted)."""
+    def cell(value: float | None) -> str:
+        return f"{value:8.1f}" if value is not None else f"{'n/a':>8}"
+
+    width = max(len(n) for n in semantic["per_class"]) + 2
+    print(f"{'class':{width}}{'IoU':>8}{'F1':>8}")
+    for name, scores in semantic["per_class"].items():
+        print(f"{name:{width}}{cell(scores['IoU'])}{cell(scores['F1'])}")
+    print(f"mIoU {cell(semantic['mIoU']).strip()} (without background {cell(semantic['mIoU_no_bg']).strip()}), "
+          f"mF1 {cell(semantic['mF1']).strip()} (without background {cell(semantic['mF1_no_bg']).strip()}), "
+          f"OA {cell(semantic['OA']).strip()}")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -306,6 +325,7 @@ def _ints(text: str | None) -> list[int] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from engine import models
     from engine.data.coco import read_coco
     from engine.spec import ModelSpec, Normalisation, classes_from_names
     from engine.training.trainer import TrainConfig, Trainer
@@ -321,6 +341,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = ModelSpec(
         name=args.name or Path(args.out).name,
         architecture=args.arch,
+        task="semantic" if args.arch in models.SEMANTIC_ARCHITECTURES else "instance",
         config={**({"backbone": args.backbone} if args.backbone else {}),
                 **({"pretrained": True} if args.pretrained else {}), **overrides},
         classes=classes_from_names(index.category_names),
