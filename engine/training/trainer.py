@@ -1,5 +1,8 @@
 """Training loop: SGD/AdamW, warmup + step/cosine schedule, gradient clipping, AMP on CUDA,
 checkpoint every epoch with resume, seeded, tqdm bar with the loss, JSON-lines log, loss-curve PNG.
+
+Instance models (spec.task "instance") train on CocoInstanceDataset and keep the best validation mask AP;
+semantic models (spec.task "semantic") train on class maps (CocoSemanticDataset) and keep the best mIoU.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from engine.data.transforms import training_transforms
 from engine.device import pick_device
 from engine.evaluation.coco_eval import evaluate_model
 from engine.models import build_model
+from engine.semantic.data import CocoSemanticDataset
+from engine.semantic.evaluate import evaluate_semantic_model
 from engine.spec import ModelSpec
 
 
@@ -71,6 +76,13 @@ def lr_factor(it: int, total: int, warmup: int, schedule: str, steps_iters: list
     return warm * 0.1 ** sum(it >= s for s in steps_iters)
 
 
+def validation_score(val: dict[str, Any]) -> tuple[float, str]:
+    """Validation metrics -> (score best.pt is chosen by, its name): mIoU for semantic, mask AP for instance."""
+    if "semantic" in val:
+        return float(val["semantic"]["mIoU"] or 0.0), "mIoU"
+    return float(val["segm"]["AP"]), "mask AP"
+
+
 def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -88,7 +100,9 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = pick_device(cfg.device)
-        self.train_set = CocoInstanceDataset(
+        self.semantic = spec.task == "semantic"
+        dataset_type = CocoSemanticDataset if self.semantic else CocoInstanceDataset
+        self.train_set = dataset_type(
             cfg.coco, cfg.images, spec.normalisation, cfg.bands,
             training_transforms(cfg.crop_size, cfg.min_scale, cfg.max_scale),
         )
@@ -102,7 +116,7 @@ class Trainer:
             self.optim = torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.use_amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.epoch, self.iteration, self.best_ap = 0, 0, -1.0
+        self.epoch, self.iteration, self.best_score = 0, 0, -1.0  # best validation mIoU or mask AP
         self.history: list[dict[str, Any]] = []
         last = self.out / "last.pt"
         if cfg.resume and last.is_file():
@@ -126,7 +140,7 @@ class Trainer:
         if "optimizer" in state:
             self.optim.load_state_dict(state["optimizer"])
         self.epoch, self.iteration = state.get("epoch", 0), state.get("iteration", 0)
-        self.best_ap = state.get("best_ap", -1.0)
+        self.best_score = state.get("best_score", state.get("best_ap", -1.0))  # best_ap: older runs
         self.history = json.loads(state.get("history", "[]"))
         self.log(f"resumed from {path} at epoch {self.epoch}, iteration {self.iteration}")
 
@@ -141,7 +155,7 @@ class Trainer:
         state = None
         if with_state:
             state = {"optimizer": self.optim.state_dict(), "epoch": self.epoch, "iteration": self.iteration,
-                     "best_ap": self.best_ap, "history": json.dumps(self.history)}
+                     "best_score": self.best_score, "history": json.dumps(self.history)}
         ckpt = Checkpoint(self.spec, self.model.state_dict(), self._provenance(), metrics, state)
         return save_checkpoint(ckpt, self.out / name)
 
@@ -187,7 +201,7 @@ class Trainer:
         return running
 
     def fit(self) -> Path:
-        """Train the remaining epochs; returns the path of best.pt (by validation mask AP) or last.pt."""
+        """Train the remaining epochs; returns the path of best.pt (validation mIoU or mask AP) or last.pt."""
         while self.epoch < self.cfg.epochs:
             loss = self.train_one_epoch()
             self.epoch += 1
@@ -195,12 +209,15 @@ class Trainer:
             evaluate_now = self.val_set is not None and (
                 self.epoch == self.cfg.epochs or (self.cfg.eval_every and self.epoch % self.cfg.eval_every == 0))
             if evaluate_now:
-                metrics["val"] = evaluate_model(self.model, self.val_set, self.device)
-                self.log(f"epoch {self.epoch}: val mask AP {metrics['val']['segm']['AP']:.2f} "
+                evaluate = evaluate_semantic_model if self.semantic else evaluate_model
+                metrics["val"] = evaluate(self.model, self.val_set, self.device)
+                score, score_name = validation_score(metrics["val"])
+                mask_ap = f", mask AP {metrics['val']['segm']['AP']:.2f}" if self.semantic else ""
+                self.log(f"epoch {self.epoch}: val {score_name} {score:.2f}{mask_ap}, "
                          f"box AP {metrics['val']['bbox']['AP']:.2f}")
             self._write_log({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration, **metrics})
-            if evaluate_now and metrics["val"]["segm"]["AP"] > self.best_ap:
-                self.best_ap = metrics["val"]["segm"]["AP"]
+            if evaluate_now and score > self.best_score:
+                self.best_score = score
                 self._save("best.pt", metrics, with_state=False)
             self._save("last.pt", metrics, with_state=True)
             plot_loss_curve(self.out / "log.jsonl", self.out / "loss.png")
@@ -209,7 +226,7 @@ class Trainer:
 
 
 def plot_loss_curve(log_path: Path, png_path: Path) -> None:
-    """Training loss per logged iteration and validation mask AP per epoch -> PNG."""
+    """Training loss per logged iteration and validation score (mIoU or mask AP) per epoch -> PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,10 +240,11 @@ def plot_loss_curve(log_path: Path, png_path: Path) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     if evals:
+        name = validation_score(evals[0]["val"])[1]
         ax2 = ax.twinx()
-        ax2.plot([r["iteration"] for r in evals], [r["val"]["segm"]["AP"] for r in evals], "o-", c="C1",
-                 label="val mask AP")
-        ax2.set_ylabel("val mask AP (%)")
+        ax2.plot([r["iteration"] for r in evals], [validation_score(r["val"])[0] for r in evals], "o-", c="C1",
+                 label=f"val {name}")
+        ax2.set_ylabel(f"val {name} (%)")
     ax.set_title(png_path.parent.name)
     fig.tight_layout()
     tmp = png_path.with_suffix(".tmp.png")
