@@ -56,7 +56,8 @@ class Predictor:
 
     @torch.no_grad()
     def predict(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Normalised tiles [C,h,w] -> per tile {"boxes" [N,4], "labels" [N], "scores" [N], "masks" [N,h,w] prob}."""
+        """Normalised tiles [C,h,w] -> per tile {"boxes" [N,4], "labels" [N], "scores" [N], "masks" [N,h,w] prob}
+        for instance models, {"probs" [K+1,h,w] float32} for semantic ones (spec.task == "semantic")."""
         cuda = self.device.type == "cuda"
         tensors = [torch.from_numpy(np.ascontiguousarray(im)) for im in images]
         if cuda:
@@ -68,6 +69,8 @@ class Predictor:
         if cuda:
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - start
+        if self.spec.task == "semantic":
+            return [{"probs": o["probs"].float().cpu().numpy()} for o in outputs]
         return [{"boxes": o["boxes"].float().cpu().numpy(), "labels": o["labels"].cpu().numpy(),
                  "scores": o["scores"].float().cpu().numpy(), "masks": o["masks"][:, 0].float().cpu().numpy()}
                 for o in outputs]

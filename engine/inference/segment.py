@@ -1,10 +1,12 @@
-"""Tiled instance segmentation of a raster into polygons, as a three-stage pipeline.
+"""Tiled segmentation of a raster into polygons, as a three-stage pipeline (instance or semantic models).
 
 reader thread: working-grid windows (engine.raster) -> validity (nodata tiles are skipped, never run)
   -> value scaling + normalisation  ==bounded queue==>
 calling thread: batched model forward (timed: `forward_seconds`)  ==bounded queue==>
 writer thread: per-tile instances -> streaming seam merge (an object is written once no later tile
-  can touch it) -> polygons mapped back to the raster's CRS -> VectorWriter (atomic).
+  can touch it) -> polygons mapped back to the raster's CRS -> VectorWriter (atomic). Semantic models
+  (spec.task == "semantic") get engine.inference.semantic_segment's writer stage instead (blended
+  probabilities in a rolling strip -> one polygon per class component).
 Memory holds a few batches per queue plus about one row of tiles of instances, whatever the raster
 size. Progress, warnings and cancellation are injected callables.
 """
@@ -44,6 +46,7 @@ class SegmentOptions:
     batch_size: int | None = None  # tiles per model call; None: 1 on CPU (fastest there), 8 on CUDA
     bands: list[int] | None = None  # 1-based raster bands fed to the model
     merge_threshold: float = 0.5  # intersection / smaller part for seam duplicates
+    min_area: int = 4  # semantic models: components of fewer pixels (working grid) are dropped
     simplify: float = 0.0  # polygon simplification tolerance, map units
     tile_grid: str | None = None  # optional QA output: the tile windows as polygons with their status
     extent: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax in the raster's CRS
@@ -74,6 +77,7 @@ class _Batch:
     images: list[np.ndarray]
     skipped: list[Tile]  # all-nodata tiles
     size: int  # tiles in the batch, run or not
+    valid: list[np.ndarray | None] = field(default_factory=list)  # per run tile: [h,w] bool, None = all valid
     outputs: list[dict] | None = None
 
 
@@ -100,7 +104,7 @@ def _work_window(raster: str | Path, src: RasterSource, extent: tuple[float, ...
     return window
 
 
-def _frontiers(tiles: list[Tile]) -> list[int]:
+def row_frontiers(tiles: list[Tile]) -> list[int]:
     """frontiers[i]: the smallest window row among tiles[i:] (no tile from i on reads above it)."""
     out = [0] * len(tiles)
     low = None
@@ -125,6 +129,7 @@ def _read_batches(src: RasterSource, tiles: list[Tile], size: int, spec: ModelSp
                 image[:, ~valid] = 0.0
             batch.tiles.append(tile)
             batch.images.append(image)
+            batch.valid.append(valid)
         yield batch
 
 
@@ -138,7 +143,7 @@ class _Vectoriser:
         self.score_thr, self.mask_thr = thresholds
         self.model_label, self.source = model_label or spec.name, str(Path(raster).name)
         self.merger = StreamingMerger(options.merge_threshold)
-        self.frontiers = _frontiers(tiles)
+        self.frontiers = row_frontiers(tiles)
         self.area_bounds = (min(t.row_off for t in tiles), min(t.col_off for t in tiles),
                             max(t.row_off + t.height for t in tiles), max(t.col_off + t.width for t in tiles))
         self.total, self.done, self.last_frontier = len(tiles), 0, -1
@@ -161,24 +166,29 @@ class _Vectoriser:
         if self.progress:
             self.progress(self.done, self.total)
 
+    @property
+    def peak_pending(self) -> int:
+        return self.merger.peak_pending
+
     def _write(self, inst) -> None:
-        work, info = self.src.work, self.src.info
-        geom = mask_to_geometry(inst.mask, inst.row_off, inst.col_off, work.transform, self.options.simplify)
-        if geom is None:
-            return
-        if work.georeferenced:
-            area = geometry_area_m2(geom, work.crs_wkt)
-        else:
-            area = pixel_area_m2(geom, self.spec.gsd_m)
-        if self.src.plan.reprojected:  # traced in UTM: back to the raster's own CRS
-            geom = shape(transform_geom(work.crs_wkt, info.crs_wkt, mapping(geom)))
-        name = self.spec.class_name(inst.class_id)
-        self.writer.write(geom, {
-            "class_id": inst.class_id, "class_name": name, "score": round(inst.score, 4),
-            "area_m2": round(area, 2), "n_tiles": inst.n_tiles, "merged": int(inst.merged),
-            "model": self.model_label, "source": self.source,
-        })
-        self.counts[name] = self.counts.get(name, 0) + 1
+        geom = mask_to_geometry(inst.mask, inst.row_off, inst.col_off, self.src.work.transform, self.options.simplify)
+        if geom is not None:
+            write_feature(self, geom, inst.class_id, inst.score, inst.n_tiles, inst.merged)
+
+
+def write_feature(stage, geom, class_id: int, score: float, n_tiles: int, merged: bool) -> None:
+    """Write one polygon given in the working grid's map coordinates, with its area (m^2) and the schema's
+    attributes; `stage` (a writer stage) holds writer, src, spec, model_label, source and the class counts."""
+    work, info = stage.src.work, stage.src.info
+    area = geometry_area_m2(geom, work.crs_wkt) if work.georeferenced else pixel_area_m2(geom, stage.spec.gsd_m)
+    if stage.src.plan.reprojected:  # traced in UTM: back to the raster's own CRS
+        geom = shape(transform_geom(work.crs_wkt, info.crs_wkt, mapping(geom)))
+    name = stage.spec.class_name(class_id)
+    stage.writer.write(geom, {
+        "class_id": class_id, "class_name": name, "score": round(score, 4), "area_m2": round(area, 2),
+        "n_tiles": n_tiles, "merged": int(merged), "model": stage.model_label, "source": stage.source,
+    })
+    stage.counts[name] = stage.counts.get(name, 0) + 1
 
 
 def _open_source(raster: str | Path, spec: ModelSpec, options: SegmentOptions) -> RasterSource:
@@ -250,8 +260,14 @@ def _segment(raster, out, predictor: Predictor, options: SegmentOptions, model_l
         for note in notes:
             warn(f"raster '{raster}': {note}")
         batch_size = options.batch_size or (8 if predictor.device.type == "cuda" else 1)
-        vectoriser = _Vectoriser(writer, src, spec, tiles, (score_thr, mask_thr), options, model_label,
-                                 str(raster), progress)
+        if spec.task == "semantic":
+            from engine.inference.semantic_segment import SemanticVectoriser
+
+            vectoriser = SemanticVectoriser(writer, src, spec, tiles, overlap, options, model_label, str(raster),
+                                            progress)
+        else:
+            vectoriser = _Vectoriser(writer, src, spec, tiles, (score_thr, mask_thr), options, model_label,
+                                     str(raster), progress)
         with writer:
             reader = Producer(_read_batches(src, tiles, batch_size, spec, scaling), options.queue_depth)
             post = Consumer(vectoriser, options.queue_depth)
@@ -277,5 +293,5 @@ def _segment(raster, out, predictor: Predictor, options: SegmentOptions, model_l
             write_tile_grid(options.tile_grid, records, src.work.transform, src.work.crs_wkt)
     tiles_run = sum(r.status == "run" for r in vectoriser.records)
     return SegmentResult(str(out), n, len(tiles), round(time.perf_counter() - start, 3), vectoriser.counts,
-                         vectoriser.merger.peak_pending, tiles_run,
+                         vectoriser.peak_pending, tiles_run,
                          round(predictor.forward_seconds - forward_before, 3), notes)
