@@ -61,6 +61,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    p.add_argument("--init", help="checkpoint whose weights start the run (c2fnet: a semantic checkpoint "
+                                  "becomes the coarse model)")
 
 
 def _add_split(sub: argparse._SubParsersAction) -> None:
@@ -359,7 +361,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=_ints(args.steps) or [], clip_grad=args.clip_grad, amp=not args.no_amp, seed=args.seed,
         workers=args.workers, eval_every=args.eval_every, crop_size=args.crop_size, min_scale=jitter[0],
         max_scale=jitter[1], max_iters_per_epoch=args.max_iters_per_epoch, device=args.device,
-        resume=not args.no_resume, threads=args.threads,
+        resume=not args.no_resume, threads=args.threads, init=args.init,
     )
     best = Trainer(spec, cfg, log=lambda m: print(m, file=sys.stderr)).fit()
     print(f"trained: {best}", file=sys.stderr)

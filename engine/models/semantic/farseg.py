@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.semantic.common import ResNetFPN, SemanticModel, Stride4Decoder, conv_norm_relu, merged_config
+from engine.models.semantic.common import SemanticModel, Stride4Decoder, TrunkFPN, conv_norm_relu, merged_config
 from engine.semantic.fa_loss import SCHEDULES, fa_loss, focal_loss
 from engine.spec import ModelSpec
 
 DEFAULT_CONFIG: dict[str, Any] = {
-    "backbone": "resnet18",  # resnet18 | resnet50 (the paper: resnet50)
+    "backbone": "resnet18",  # resnet18 | resnet50 (the paper: resnet50) | efficientnet_lite0
+    "pretrained": False,  # ImageNet weights (efficientnet_lite0 only: none other ship offline)
     "norm": "gn",  # gn | bn: trunk and head normalisation (the paper: synchronised BN over 8 images)
     "fpn_channels": 256,  # FPN width d, also the shared manifold d_u of the F-S relation
     "decoder_channels": 128,
@@ -83,7 +84,7 @@ class FarSeg(SemanticModel):
         self.annealing = cfg["annealing"]
         self.annealing_steps = int(cfg["annealing_steps"])
         self.gamma = float(cfg["gamma"])
-        self.backbone = ResNetFPN(cfg["backbone"], bands, channels, cfg["norm"])
+        self.backbone = TrunkFPN(cfg["backbone"], bands, channels, cfg["norm"], bool(cfg["pretrained"]))
         self.relation = (ForegroundSceneRelation(self.backbone.c5_channels, channels, bool(cfg["scale_aware"]),
                                                  cfg["norm"]) if cfg["fs_relation"] else None)
         self.decoder = Stride4Decoder(channels, int(cfg["decoder_channels"]), norm=cfg["norm"], reduce="mean")

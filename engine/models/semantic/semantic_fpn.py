@@ -11,11 +11,12 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.semantic.common import ResNetFPN, SemanticModel, Stride4Decoder, merged_config
+from engine.models.semantic.common import SemanticModel, Stride4Decoder, TrunkFPN, merged_config
 from engine.spec import ModelSpec
 
 DEFAULT_CONFIG: dict[str, Any] = {
-    "backbone": "resnet18",  # resnet18 | resnet50
+    "backbone": "resnet18",  # resnet18 | resnet50 | efficientnet_lite0
+    "pretrained": False,  # ImageNet weights (efficientnet_lite0 only: none other ship offline)
     "norm": "gn",  # gn | bn: trunk and head normalisation (gn suits batches of 1-4 tiles)
     "fpn_channels": 256,
     "decoder_channels": 128,
@@ -26,9 +27,9 @@ class SemanticFPN(SemanticModel):
     """[B,bands,H,W] (H, W multiples of 32) -> logits [B,K+1,H,W]; forward follows engine.semantic."""
 
     def __init__(self, bands: int, num_classes: int, backbone: str = "resnet18", norm: str = "gn",
-                 fpn_channels: int = 256, decoder_channels: int = 128) -> None:
+                 fpn_channels: int = 256, decoder_channels: int = 128, pretrained: bool = False) -> None:
         super().__init__()
-        self.backbone = ResNetFPN(backbone, bands, fpn_channels, norm)
+        self.backbone = TrunkFPN(backbone, bands, fpn_channels, norm, pretrained)
         self.decoder = Stride4Decoder(fpn_channels, decoder_channels, norm=norm, reduce="sum")
         self.classifier = nn.Conv2d(decoder_channels, num_classes + 1, 1)
 
@@ -42,4 +43,4 @@ def build_semantic_fpn(spec: ModelSpec) -> SemanticFPN:
     """Semantic FPN for `spec.bands` bands and `spec.num_classes` foreground classes (+ background)."""
     cfg = merged_config(DEFAULT_CONFIG, spec)
     return SemanticFPN(spec.bands, spec.num_classes, cfg["backbone"], cfg["norm"], int(cfg["fpn_channels"]),
-                       int(cfg["decoder_channels"]))
+                       int(cfg["decoder_channels"]), bool(cfg["pretrained"]))
