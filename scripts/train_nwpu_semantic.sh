@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# NWPU VHR-10 semantic comparison (issue: semantic models): one schedule for Semantic FPN, FarSeg and
+# Hi-ResNet on 11-class maps, then C2FNet's fine model on top of the trained Semantic FPN.
+# Usage: bash scripts/train_nwpu_semantic.sh MODEL   (MODEL: semantic_fpn | farseg | hi_resnet | c2fnet)
+# Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 4), THREADS (default 1).
+# Each run resumes from RUNS/nwpu_MODEL/last.pt, so re-running the same line continues it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+RUNS=${RUNS:-runs}
+EPOCHS=${EPOCHS:-4}
+THREADS=${THREADS:-1}
+MODEL=${1:?usage: $0 semantic_fpn|farseg|hi_resnet|c2fnet}
+SPLIT=$RUNS/splits/nwpu
+[ -f "$SPLIT/val.json" ] || .venv/bin/rsseg split --coco "$DATA/nwpu_vhr10/train.json" --out "$SPLIT" --val-fraction 0.2 --seed 0
+
+# The one schedule: AdamW 1e-3, cosine, 100 warm-up iterations, batch 2, 384 px crops, scale jitter 0.8-1.25,
+# flips/rot90, seed 0; validation mIoU on the held-out 20% every 2 epochs and at the end.
+common=(--coco "$SPLIT/train.json" --images "$DATA/nwpu_vhr10/images" --val-coco "$SPLIT/val.json"
+        --sensor optical --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --band-names red,green,blue --gsd 0.5
+        --epochs "$EPOCHS" --batch-size 2 --crop-size 384 --optimizer adamw --lr 0.001 --weight-decay 0.0001
+        --warmup-iters 100 --eval-every 2 --seed 0 --threads "$THREADS" --workers 1
+        --description "NWPU VHR-10 11-class semantic map (validation split: 20% of train.json, seed 0)")
+LITE0=(--backbone efficientnet_lite0 --pretrained)
+case "$MODEL" in
+  semantic_fpn) .venv/bin/rsseg train "${common[@]}" --arch semantic_fpn "${LITE0[@]}" --out "$RUNS/nwpu_semantic_fpn" ;;
+  farseg) .venv/bin/rsseg train "${common[@]}" --arch farseg "${LITE0[@]}" --out "$RUNS/nwpu_farseg" \
+            --config "{\"annealing_steps\": $((EPOCHS * 182 / 6))}" ;;  # the paper: T = 1/6 of the schedule
+  hi_resnet) .venv/bin/rsseg train "${common[@]}" --arch hi_resnet --out "$RUNS/nwpu_hi_resnet" ;;
+  c2fnet)  # fine model only (the paper's schedule): the trained Semantic FPN is the fixed coarse model
+    sub='{"architecture": "semantic_fpn", "config": {"backbone": "efficientnet_lite0", "pretrained": true}}'
+    .venv/bin/rsseg train "${common[@]}" --arch c2fnet --out "$RUNS/nwpu_c2fnet" \
+      --init "$RUNS/nwpu_semantic_fpn/last.pt" \
+      --config "{\"coarse\": $sub, \"fine\": $sub, \"small_classes\": [\"vehicle\", \"ship\", \"storage_tank\"],
+                 \"window\": 128, \"stride\": 32, \"top_k\": 32, \"train_top_k\": 4, \"zoom\": 1.0,
+                 \"train_coarse\": false}" ;;
+  *) echo "unknown model '$MODEL'; choose semantic_fpn, farseg, hi_resnet or c2fnet" >&2; exit 2 ;;
+esac
