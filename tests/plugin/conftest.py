@@ -47,6 +47,21 @@ def make_tiny_checkpoint(path: Path, bands: int = 1) -> Path:
     return path
 
 
+def make_tiny_semantic_checkpoint(path: Path) -> Path:
+    """A tiny Semantic FPN ("ship", "tank") whose classifier says "ship" everywhere (probability ~0.88)."""
+    torch.manual_seed(0)
+    spec = ModelSpec(name="tiny-sem", architecture="semantic_fpn", task="semantic",
+                     config={"fpn_channels": 16, "decoder_channels": 8}, classes=classes_from_names(["ship", "tank"]),
+                     bands=1, band_names=("b1",), normalisation=Normalisation(mean=(0.5,), std=(0.5,)),
+                     gsd_m=10.0, tile_size=128, overlap=32)
+    model = build_model(spec)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 2.0, 0.0]))
+    save_checkpoint(Checkpoint(spec, model.state_dict(), {"note": "biased test model"}, {}), path)
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def engine_interpreter() -> str:
     """The plugin runs the engine with this test interpreter (as qgis_process would with the env var)."""

@@ -44,6 +44,25 @@ def test_processing_run_writes_the_vector_file(plugin, qgis_processing, scene_la
     assert progress and max(progress) == pytest.approx(100.0)
 
 
+def test_processing_runs_a_semantic_checkpoint(plugin, qgis_processing, scene_layer, tmp_path) -> None:
+    """Semantic models go through the same algorithm: one polygon per class region, same attributes."""
+    import processing
+
+    from tests.plugin.conftest import make_tiny_semantic_checkpoint
+
+    checkpoint = make_tiny_semantic_checkpoint(tmp_path / "sem.pt")
+    out = tmp_path / "regions.gpkg"
+    processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(checkpoint), "OUTPUT": str(out)})
+    with fiona.open(out) as layer:
+        feats = list(layer)
+        assert FIELDS <= set(layer.schema["properties"])
+    # "ship" wins everywhere: one region, the whole 256 x 256 scene of 10 m pixels, in all 3 x 3 tile cores
+    assert len(feats) == 1
+    props = feats[0]["properties"]
+    assert props["class_name"] == "ship" and props["area_m2"] == pytest.approx(256 * 256 * 100.0)
+    assert props["n_tiles"] == 9 and props["model"] == "tiny-sem"
+
+
 def test_loaded_processing_output_is_styled_by_class(plugin, qgis_processing, scene_layer, tiny_checkpoint,
                                                     tmp_path) -> None:
     import processing
