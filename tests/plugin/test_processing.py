@@ -60,7 +60,7 @@ def test_processing_runs_a_semantic_checkpoint(plugin, qgis_processing, scene_la
     assert len(feats) == 1
     props = feats[0]["properties"]
     assert props["class_name"] == "ship" and props["area_m2"] == pytest.approx(256 * 256 * 100.0)
-    assert props["n_tiles"] == 9 and props["model"] == "tiny-sem"
+    assert props["n_tiles"] == 9 and props["model"] == "sem"  # the checkpoint file names the model
 
 
 def test_loaded_processing_output_is_styled_by_class(plugin, qgis_processing, scene_layer, tiny_checkpoint,
