@@ -154,6 +154,8 @@ def test_cli_segments_with_a_semantic_checkpoint(tmp_path: Path, capsys: pytest.
     (feat,) = _features(out)
     assert feat["class_name"] == "ship" and feat["area_m2"] == pytest.approx(160 * 200 * 100.0)
     assert feat["score"] == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))), abs=1e-3)
+    args = ["segment", str(raster), "--model", str(ckpt), "--out", str(out), "--progress", "none"]
+    assert rsseg([*args, "--min-area", str(160 * 200 + 1)]) == 0 and _features(out) == []
 
 
 def test_init_fills_c2fnet_coarse_model_and_refuses_a_misfit(tmp_path: Path) -> None:
