@@ -182,7 +182,8 @@ def _segment(args: argparse.Namespace, reporter) -> int:
         tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
         mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
         simplify=args.simplify, min_area=args.min_area, extent=extent, tile_grid=args.tile_grid,
-        resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance, value_range=value_range, sar_input=args.sar_input,
+        resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance, value_range=value_range,
+        sar_input=args.sar_input,
     )
     classes = [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes]
 
