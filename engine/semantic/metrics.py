@@ -4,7 +4,8 @@
   IGNORE_INDEX pixels of the truth excluded; summed over a whole data set before scoring.
 - `semantic_scores(confusion, names)`: per-class IoU = TP/(TP+FP+FN) and F1 = 2TP/(2TP+FP+FN), their means
   with background (label 0) and without it, overall accuracy; all in percent.
-- `components_to_coco(image_id, probs)`: each 8-connected component of the argmax map, per foreground class,
+- `components_to_coco(image_id, probs)`: each 4-connected component of the argmax map, per foreground class
+  (the connectivity of the polygons engine.semantic.vectorise writes),
   becomes one COCO result scored by the mean probability of its class inside it, so semantic models are
   ranked by the same COCO mask/box AP as the instance models (engine.evaluation.coco_eval.coco_metrics).
 """
@@ -16,7 +17,7 @@ from scipy import ndimage
 
 from engine.semantic import IGNORE_INDEX
 
-EIGHT_CONNECTED = np.ones((3, 3), bool)
+FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)  # as the written polygons
 
 
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_labels: int) -> np.ndarray:
@@ -74,13 +75,13 @@ def semantic_scores(confusion: np.ndarray, class_names: list[str]) -> dict:
 def components_to_coco(image_id: int, probs: np.ndarray) -> list[dict]:
     """Class probabilities [K+1,H,W] -> COCO results (bbox xywh, RLE segmentation, score, category 1..K).
 
-    One result per 8-connected component of each foreground class in the argmax map; its score is the
+    One result per 4-connected component of each foreground class in the argmax map; its score is the
     mean probability of that class over the component's pixels.
     """
     prediction = probs.argmax(axis=0)
     results = []
     for label in range(1, probs.shape[0]):
-        components, count = ndimage.label(prediction == label, structure=EIGHT_CONNECTED)
+        components, count = ndimage.label(prediction == label, structure=FOUR_CONNECTED)
         if not count:
             continue
         scores = ndimage.mean(probs[label], components, index=np.arange(1, count + 1))

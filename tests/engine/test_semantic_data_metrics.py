@@ -185,18 +185,18 @@ def _one_hot_probs(semantic: np.ndarray, labels: int, confidence: float = 0.9) -
     return probs
 
 
-def test_components_are_8_connected_and_scored_by_mean_probability() -> None:
+def test_components_are_4_connected_like_the_polygons_and_scored_by_mean_probability() -> None:
     semantic = np.zeros((10, 12), np.int64)
     semantic[1:3, 1:3] = 1
-    semantic[3:5, 3:5] = 1  # touches the first square only at a corner: same component
+    semantic[3:5, 3:5] = 1  # touches the first square only at a corner: its own component, as in the polygons
     semantic[7:9, 8:11] = 1
     semantic[1:4, 8:10] = 2
     probs = _one_hot_probs(semantic, 3, 0.6)
     probs[1, 7:9, 8:11] = [[0.6, 0.7, 0.8], [0.9, 0.6, 0.6]]
     results = components_to_coco(5, probs)
     assert [(r["category_id"], r["bbox"]) for r in results] == [
-        (1, [1.0, 1.0, 4.0, 4.0]), (1, [8.0, 7.0, 3.0, 2.0]), (2, [8.0, 1.0, 2.0, 3.0])]
-    assert [r["score"] for r in results] == pytest.approx([0.6, 0.7, 0.6])
+        (1, [1.0, 1.0, 2.0, 2.0]), (1, [3.0, 3.0, 2.0, 2.0]), (1, [8.0, 7.0, 3.0, 2.0]), (2, [8.0, 1.0, 2.0, 3.0])]
+    assert [r["score"] for r in results] == pytest.approx([0.6, 0.6, 0.7, 0.6])
     assert all(r["image_id"] == 5 for r in results)
     assert components_to_coco(1, _one_hot_probs(np.zeros((6, 6), np.int64), 3)) == []
 
