@@ -276,10 +276,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _describe_model(title: str, s: dict, metrics: dict) -> str:
     """One summary line of a model spec dict (+ an indented description line)."""
     classes = ", ".join(c["name"] for c in s["classes"])
-    ap = metrics.get("val", {}).get("segm", {}).get("AP")
+    val = metrics.get("val", {})
+    ap, miou = val.get("segm", {}).get("AP"), val.get("semantic", {}).get("mIoU")
     text = (f"{title}: {s['task']} {s['architecture']} [{s['config'].get('backbone', '')}], classes: {classes}; "
             f"bands: {s['bands']} ({', '.join(s['band_names'])}); GSD {s['gsd_m']} m; "
-            f"tile {s['tile_size']}/{s['overlap']}" + (f"; val mask AP {ap:.1f}" if ap is not None else ""))
+            f"tile {s['tile_size']}/{s['overlap']}" + (f"; val mIoU {miou:.1f}" if miou is not None else "")
+            + (f"; val mask AP {ap:.1f}" if ap is not None else ""))
     return text + (f"\n    {s['description']}" if s.get("description") else "")
 
 

@@ -83,3 +83,7 @@ def test_cli_train_and_evaluate_a_semantic_model(coco_gray, tmp_path, capsys: py
     assert metrics["semantic"] == ckpt.metrics["val"]["semantic"]  # same weights, same data, same numbers
     assert set(metrics["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"} and "bbox" in metrics
     assert "mIoU" in printed and "ship" in printed and "segm" in printed
+    assert main(["info", str(run / "best.pt")]) == 0
+    summary = capsys.readouterr().out
+    assert summary.startswith("best: semantic semantic_fpn")
+    assert f"val mIoU {ckpt.metrics['val']['semantic']['mIoU']:.1f}" in summary
