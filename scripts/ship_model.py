@@ -19,6 +19,7 @@ from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # no
 from engine.data.coco import CocoInstanceDataset  # noqa: E402
 from engine.evaluation.coco_eval import evaluate_model  # noqa: E402
 from engine.inference.predictor import Predictor  # noqa: E402
+from engine.semantic.evaluate import evaluate_semantic_model  # noqa: E402
 from engine.zoo import SHIPPED_DIR, write_sidecar  # noqa: E402
 
 
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor(Checkpoint(spec, ckpt.state_dict), "auto")
     bands = list(range(1, spec.bands + 1))
     dataset = CocoInstanceDataset(args.val_coco, args.images, spec.normalisation, bands)
-    val = evaluate_model(predictor.model, dataset, predictor.device)
+    evaluate = evaluate_semantic_model if spec.task == "semantic" else evaluate_model
+    val = evaluate(predictor.model, dataset, predictor.device)
     provenance = dict(ckpt.provenance)
     cmd = run / "cmd.sh"
     if cmd.is_file():
@@ -47,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
                           half=True)
     # fp16 weights: evaluate the file that ships, not only the fp32 original
     shipped = load_checkpoint(out)
-    shipped_val = evaluate_model(Predictor(shipped, "auto").model, dataset, predictor.device)
+    shipped_val = evaluate(Predictor(shipped, "auto").model, dataset, predictor.device)
     metrics["val_fp16"] = shipped_val
     save_checkpoint(Checkpoint(spec, shipped.state_dict, provenance, metrics), out)
     write_sidecar(args.name, Checkpoint(spec, shipped.state_dict, provenance, metrics))
-    print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): val mask AP {val['segm']['AP']:.1f} "
+    miou = (f"val mIoU {val['semantic']['mIoU']:.1f} (fp16 {shipped_val['semantic']['mIoU']:.1f}), "
+            if "semantic" in val else "")
+    print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): {miou}val mask AP {val['segm']['AP']:.1f} "
           f"(fp16 {shipped_val['segm']['AP']:.1f}), box AP {val['bbox']['AP']:.1f}")
     return 0
 
