@@ -3,7 +3,7 @@
 # Hi-ResNet on 11-class maps, then C2FNet's fine model on top of the trained Semantic FPN.
 # Usage: bash scripts/train_nwpu_semantic.sh MODEL
 #   MODEL: semantic_fpn | farseg | hi_resnet | c2fnet | semantic_fpn_scratch (ResNet-18 from scratch, as
-#   Hi-ResNet has no pretrained weights here)
+#   Hi-ResNet has no pretrained weights here) | farseg_ce (ablation: plain cross-entropy instead of F-A)
 # Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 4), THREADS (default 1).
 # Each run resumes from RUNS/nwpu_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
@@ -12,7 +12,7 @@ DATA=${DATA:-../shared/data}
 RUNS=${RUNS:-runs}
 EPOCHS=${EPOCHS:-4}
 THREADS=${THREADS:-1}
-MODEL=${1:?usage: $0 semantic_fpn|farseg|hi_resnet|c2fnet|semantic_fpn_scratch}
+MODEL=${1:?usage: $0 semantic_fpn|farseg|hi_resnet|c2fnet|semantic_fpn_scratch|farseg_ce}
 SPLIT=$RUNS/splits/nwpu
 [ -f "$SPLIT/val.json" ] || .venv/bin/rsseg split --coco "$DATA/nwpu_vhr10/train.json" --out "$SPLIT" --val-fraction 0.2 --seed 0
 
@@ -28,6 +28,8 @@ case "$MODEL" in
   semantic_fpn) .venv/bin/rsseg train "${common[@]}" --arch semantic_fpn "${LITE0[@]}" --out "$RUNS/nwpu_semantic_fpn" ;;
   farseg) .venv/bin/rsseg train "${common[@]}" --arch farseg "${LITE0[@]}" --out "$RUNS/nwpu_farseg" \
             --config "{\"annealing_steps\": $((EPOCHS * 182 / 6))}" ;;  # the paper: T = 1/6 of the schedule
+  farseg_ce) .venv/bin/rsseg train "${common[@]}" --arch farseg "${LITE0[@]}" --out "$RUNS/nwpu_farseg_ce" \
+               --config '{"loss": "ce"}' ;;
   semantic_fpn_scratch) .venv/bin/rsseg train "${common[@]}" --arch semantic_fpn --backbone resnet18 \
                           --out "$RUNS/nwpu_semantic_fpn_scratch" ;;
   hi_resnet) .venv/bin/rsseg train "${common[@]}" --arch hi_resnet --out "$RUNS/nwpu_hi_resnet" ;;
@@ -38,6 +40,6 @@ case "$MODEL" in
       --config "{\"coarse\": $sub, \"fine\": $sub, \"small_classes\": [\"vehicle\", \"ship\", \"storage_tank\"],
                  \"window\": 128, \"stride\": 32, \"top_k\": 32, \"train_top_k\": 4, \"zoom\": 1.0,
                  \"train_coarse\": false}" ;;
-  *) echo "unknown model '$MODEL'; choose semantic_fpn, farseg, hi_resnet, c2fnet or semantic_fpn_scratch" >&2
+  *) echo "unknown model '$MODEL'; choose semantic_fpn, farseg, hi_resnet, c2fnet, semantic_fpn_scratch or farseg_ce" >&2
      exit 2 ;;
 esac
