@@ -30,7 +30,7 @@ from engine.raster.input_values import InputScaling, apply_input_scaling, plan_i
 from engine.raster.source import GsdPolicy, RasterInfo, RasterSource
 from engine.raster.working_grid import accepted_gsd_range
 from engine.spec import ModelSpec
-from engine.tiling import Tile, extent_to_window, map_bounds, tile_grid_window
+from engine.tiling import Tile, extent_to_window, map_bounds, tile_grid_window, tiles_area
 from engine.vector import VectorWriter, geometry_area_m2, mask_to_geometry, pixel_area_m2
 from engine.vector.tile_grid import TileRecord, write_tile_grid
 
@@ -144,8 +144,7 @@ class _Vectoriser:
         self.model_label, self.source = model_label or spec.name, str(Path(raster).name)
         self.merger = StreamingMerger(options.merge_threshold)
         self.frontiers = row_frontiers(tiles)
-        self.area_bounds = (min(t.row_off for t in tiles), min(t.col_off for t in tiles),
-                            max(t.row_off + t.height for t in tiles), max(t.col_off + t.width for t in tiles))
+        self.area_bounds = tiles_area(tiles)
         self.total, self.done, self.last_frontier = len(tiles), 0, -1
         self.records: list[TileRecord] = []  # per tile: a few integers, for the optional QA grid
         self.counts: dict[str, int] = {}

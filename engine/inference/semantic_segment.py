@@ -20,7 +20,7 @@ from engine.raster.source import RasterSource
 from engine.semantic.stitch import StripStitcher, tile_weights
 from engine.semantic.vectorise import Component, StripVectoriser, class_map, core_cells, count_components
 from engine.spec import ModelSpec
-from engine.tiling import Tile
+from engine.tiling import Tile, tiles_area
 from engine.vector import VectorWriter
 from engine.vector.tile_grid import TileRecord
 
@@ -33,8 +33,7 @@ class SemanticVectoriser:
                  progress: Callable[[int, int], None] | None) -> None:
         self.writer, self.src, self.spec, self.options, self.overlap = writer, src, spec, options, overlap
         self.model_label, self.source = model_label or spec.name, str(Path(raster).name)
-        self.area = area = (min(t.row_off for t in tiles), min(t.col_off for t in tiles),
-                max(t.row_off + t.height for t in tiles), max(t.col_off + t.width for t in tiles))
+        self.area = area = tiles_area(tiles)
         self.stitcher = StripStitcher(area, spec.num_classes + 1)
         self.components = StripVectoriser(area[1], area[0], *core_cells(tiles, area), min_area=options.min_area)
         self.frontiers = row_frontiers(tiles)
@@ -59,7 +58,8 @@ class SemanticVectoriser:
             if valid is not None:
                 weights = weights * valid
             self.stitcher.add(tile, probs, weights)
-            self.records.append(TileRecord(tile, "run", count_components(probs)))
+            # per-tile region count: QA grid only (tracing a tile's regions is not free)
+            self.records.append(TileRecord(tile, "run", count_components(probs) if self.options.tile_grid else 0))
         self.done += batch.size
         frontier = self.frontiers[self.done] if self.done < self.total else None
         if frontier != self.last_frontier:  # a tile row is complete (None: all are): trace the final rows

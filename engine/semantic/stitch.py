@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.tiling import Tile
+from engine.tiling import Tile, tiles_area
 
 
 def edge_taper(length: int, overlap: int, taper_start: bool, taper_end: bool) -> np.ndarray:
@@ -112,8 +112,7 @@ def stitch_tiles(tiles: list[Tile], predictions: list[np.ndarray], overlap: int,
                  valid: list[np.ndarray | None] | None = None) -> np.ndarray:
     """All at once (tests, small areas): tiles and their probabilities [K+1,h,w] -> [K+1,H,W] over the tiles'
     bounding area. `valid`: optional per-tile [h,w] bool; invalid pixels get no weight from that tile."""
-    area = (min(t.row_off for t in tiles), min(t.col_off for t in tiles),
-            max(t.row_off + t.height for t in tiles), max(t.col_off + t.width for t in tiles))
+    area = tiles_area(tiles)
     order = sorted(range(len(tiles)), key=lambda i: (tiles[i].row_off, tiles[i].col_off))
     stitcher = StripStitcher(area, predictions[0].shape[0])
     for i in order:

@@ -110,3 +110,9 @@ def tile_grid_window(row0: int, col0: int, height: int, width: int, tile_size: i
              (t.core[0] + row0, t.core[1] + col0, t.core[2] + row0, t.core[3] + col0))
         for t in tile_grid(height, width, tile_size, overlap)
     ]
+
+
+def tiles_area(tiles: list[Tile]) -> tuple[int, int, int, int]:
+    """Bounding area of `tiles` in pixels: (row0, col0, row1, col1), half-open."""
+    return (min(t.row_off for t in tiles), min(t.col_off for t in tiles),
+            max(t.row_off + t.height for t in tiles), max(t.col_off + t.width for t in tiles))
