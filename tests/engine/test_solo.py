@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torchvision.ops import deform_conv2d
 
 from engine.models import MODELS, build_model
 from engine.models.detectors.facenet import DEFAULT_CONFIG as FACENET_CONFIG
 from engine.models.detectors.solov2 import DEFAULT_CONFIG, pad_to_batch
-from engine.models.layers.dcnv2 import ModulatedDeformConv2d
+from engine.models.layers.dcnv2 import ModulatedDeformConv2d, sampled_deform_conv2d
 from engine.models.necks.face_fpn import FaceFPN
 from engine.models.necks.sem import TrunkWithSEM
 from engine.models.solo.losses import dice_loss
@@ -235,6 +236,33 @@ def test_dcnv2_with_zero_offsets_and_unit_mask_is_a_plain_conv(stride, padding, 
     interior = slice(2, w - 3)  # away from the borders, where padding and real pixels differ
     assert torch.allclose(shifted[..., interior], reference[..., interior], atol=1e-5)
     assert not torch.allclose(shifted, out, atol=1e-3)
+
+
+@pytest.mark.parametrize(("stride", "padding", "dilation", "size"), [(1, 1, 1, (9, 12)), (2, 1, 1, (11, 13)),
+                                                                      (1, 2, 2, (8, 8)), (1, 1, 1, (1, 7))])
+def test_cpu_deformable_conv_equals_torchvision(stride, padding, dilation, size) -> None:
+    """The CPU path (grid_sample + matmul) against torchvision's kernel: outputs and all four gradients, with
+    fractional offsets that also send samples outside the image."""
+    torch.manual_seed(1)
+    dcn = ModulatedDeformConv2d(4, 6, 3, stride=stride, padding=padding, dilation=dilation)
+    torch.nn.init.normal_(dcn.bias)
+    x = torch.randn(2, 4, *size)
+    h, w = F.conv2d(x, dcn.weight, stride=stride, padding=padding, dilation=dilation).shape[-2:]
+    offset = 3.0 * torch.randn(2, 18, h, w)
+    mask = torch.rand(2, 9, h, w)
+    results = []
+    for conv in (sampled_deform_conv2d, deform_conv2d):
+        inputs = [t.clone().requires_grad_(True) for t in (x, offset, mask)]
+        weight, bias = dcn.weight.detach().clone().requires_grad_(True), dcn.bias.detach().clone().requires_grad_(True)
+        out = conv(inputs[0], inputs[1], weight, bias, stride=stride, padding=padding, dilation=dilation,
+                   mask=inputs[2])
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append([out, *(t.grad for t in inputs), weight.grad, bias.grad])
+    for ours, reference in zip(*results, strict=True):
+        assert ours.shape == reference.shape
+        assert torch.allclose(ours, reference, atol=1e-4, rtol=1e-4)
+    outside = (offset.abs() > 6).any()  # some samples left the image: the zero-padding rule was exercised
+    assert bool(outside)
 
 
 # ---------------------------------------------------------------------------------------- whole models
