@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# SSDD instance comparison (issues: HQ-ISNet, FACENet): one CPU schedule for Mask R-CNN, HQ-ISNet and its
-# ablation, SOLOv2 and FACENet, all on the EfficientNet-Lite0 ImageNet trunk (the only pretrained trunk
-# available offline; HRNet from scratch is the `hq_isnet_hrnet` row).
-# Usage: bash scripts/train_ssdd_instance.sh MODEL
+# Instance comparison on SSDD or NWPU VHR-10 (issues: HQ-ISNet, FACENet): one CPU schedule for Mask R-CNN,
+# HQ-ISNet and its ablation, SOLOv2 and FACENet, all on the EfficientNet-Lite0 ImageNet trunk (the only
+# pretrained trunk available offline; HRNet from scratch is the `hq_isnet_hrnet` row).
+# Usage: bash scripts/train_instance.sh DATASET MODEL
+#   DATASET: ssdd (650 training chips, 325 iterations per epoch) | nwpu (364 images, 182 iterations per epoch)
 #   MODEL: mask_rcnn | hq_isnet (HRFPN + ISNetV2) | hq_isnet_v1 (HRFPN + ISNetV1) | hq_isnet_fpn (FPN + ISNetV2)
 #          | cascade (FPN + ISNetV1 = Cascade Mask R-CNN) | hq_isnet_hrnet (HRNet-W18 from scratch)
 #          | solov2 | facenet | facenet_nodcn (FACE-FPN + SEM, no DCNv2)
-# Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 1; 325 iterations each), THREADS
-#      (default 1), PROBE=N (speed probe: N iterations, no validation, into RUNS/probe_MODEL).
-# Each run resumes from RUNS/ssdd_MODEL/last.pt, so re-running the same line continues it.
+# Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 1), THREADS (default 1),
+#      PROBE=N (speed probe: N iterations, no validation, into RUNS/probe_DATASET_MODEL).
+# Each run resumes from RUNS/DATASET_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -16,19 +17,26 @@ RUNS=${RUNS:-runs}
 EPOCHS=${EPOCHS:-1}
 PROBE=${PROBE:-0}
 THREADS=${THREADS:-1}
-MODEL=${1:?usage: $0 mask_rcnn|hq_isnet|hq_isnet_v1|hq_isnet_fpn|cascade|hq_isnet_hrnet|solov2|facenet|facenet_nodcn}
-SPLIT=$RUNS/splits/ssdd
-[ -f "$SPLIT/val.json" ] || .venv/bin/rsseg split --coco "$DATA/ssdd/train.json" --out "$SPLIT" --val-fraction 0.2 --seed 0
+DATASET=${1:?usage: $0 ssdd|nwpu MODEL}
+MODEL=${2:?usage: $0 ssdd|nwpu mask_rcnn|hq_isnet|hq_isnet_v1|hq_isnet_fpn|cascade|hq_isnet_hrnet|solov2|facenet|facenet_nodcn}
+case "$DATASET" in
+  ssdd) folder=ssdd
+        input=(--bands 1 --band-names amplitude --sensor sar --mean 0.5 --std 0.5 --gsd 3.0
+               --description "SSDD SAR ships, 1-band amplitude (validation split: 20% of train.json, seed 0)") ;;
+  nwpu) folder=nwpu_vhr10
+        input=(--band-names red,green,blue --sensor optical --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --gsd 0.5
+               --description "NWPU VHR-10, 10 classes, RGB (validation split: 20% of train.json, seed 0)") ;;
+  *) echo "unknown dataset '$DATASET'; choose ssdd or nwpu" >&2; exit 2 ;;
+esac
+SPLIT=$RUNS/splits/$DATASET
+[ -f "$SPLIT/val.json" ] || .venv/bin/rsseg split --coco "$DATA/$folder/train.json" --out "$SPLIT" --val-fraction 0.2 --seed 0
 
 # The one schedule: SGD 0.01 (momentum 0.9), cosine, 100 warm-up iterations, batch 2, 512 px crops, scale
-# jitter 0.8-1.25, flips/rot90, seed 0, EPOCHS epochs of the 650 training chips; validation on the held-out 20%
-# at the end.
-common=(--coco "$SPLIT/train.json" --images "$DATA/ssdd/images"
-        --bands 1 --band-names amplitude --sensor sar --mean 0.5 --std 0.5 --gsd 3.0
+# jitter 0.8-1.25, flips/rot90, seed 0, EPOCHS epochs; validation on the held-out 20% (whole images) at the end.
+common=(--coco "$SPLIT/train.json" --images "$DATA/$folder/images" "${input[@]}"
         --epochs "$EPOCHS" --batch-size 2 --crop-size 512 --lr 0.01 --warmup-iters 100
         --schedule cosine --eval-every 0 --seed 0 --threads "$THREADS" --workers 1
-        --tile-size 512 --overlap 128 --score-threshold 0.5
-        --description "SSDD SAR ships, 1-band amplitude (validation split: 20% of train.json, seed 0)")
+        --tile-size 512 --overlap 128 --score-threshold 0.5)
 LITE0=(--backbone efficientnet_lite0 --pretrained)
 # Slim heads shared by every R-CNN row (the shipped Mask R-CNN's settings).
 RCNN='"frozen_blocks": 3, "anchor_sizes": [16, 32, 64, 128, 256], "fpn_channels": 128, "representation_size": 512,
@@ -36,9 +44,9 @@ RCNN='"frozen_blocks": 3, "anchor_sizes": [16, 32, 64, 128, 256], "fpn_channels"
       "rpn_post_nms_top_n_train": 1000, "rpn_post_nms_top_n_test": 500'
 # SOLOv2 at the same width (FPN 128), with the light head (256 channels) of the SOLOv2 paper.
 SOLO='"frozen_blocks": 3, "fpn_channels": 128, "head_channels": 256, "mask_feature_channels": 128, "mask_channels": 128'
-out=$RUNS/ssdd_$MODEL
+out=$RUNS/${DATASET}_$MODEL
 if [ "$PROBE" -gt 0 ]; then
-  out=$RUNS/probe_$MODEL; rm -rf "$out"; common+=(--max-iters-per-epoch "$PROBE" --epochs 1)
+  out=$RUNS/probe_${DATASET}_$MODEL; rm -rf "$out"; common+=(--max-iters-per-epoch "$PROBE" --epochs 1)
 else
   common+=(--val-coco "$SPLIT/val.json")
 fi
