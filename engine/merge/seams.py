@@ -80,8 +80,8 @@ def _count_in(inst: Instance, box: Box | None) -> int:
     return 0 if sub is None else int(np.count_nonzero(_crop(inst, sub)))
 
 
-def _same_object(a: Instance, b: Instance, threshold: float) -> bool:
-    """Overlap test: ``|a & b| / min(|a|, |b|) >= threshold``.
+def overlap_ratio(a: Instance, b: Instance) -> float:
+    """``|a & b| / min(|a|, |b|)`` (0 when the masks do not touch).
 
     When both instances know their tile window, the areas in the denominator are counted inside
     the two windows' intersection only. A large object cut by a tile border is seen as two partial
@@ -91,15 +91,14 @@ def _same_object(a: Instance, b: Instance, threshold: float) -> bool:
     """
     box = _intersect(a.bbox, b.bbox)
     if box is None:
-        return False
+        return 0.0
     inter = int(np.count_nonzero(_crop(a, box) & _crop(b, box)))
     if inter == 0:
-        return False
+        return 0.0
     shared = None
     if a.window is not None and b.window is not None:
         shared = _intersect(a.window, b.window)
-    smaller = min(_count_in(a, shared), _count_in(b, shared))
-    return inter >= threshold * smaller
+    return inter / max(1, min(_count_in(a, shared), _count_in(b, shared)))
 
 
 def _find(parent: list[int], i: int) -> int:
@@ -180,37 +179,117 @@ def merge_seam_duplicates(instances: list[Instance], overlap_threshold: float = 
     """Merge instances of the same class that are views of one object from overlapping tiles.
 
     Two instances are the same object when their masks overlap by at least ``overlap_threshold``
-    of the smaller one (see :func:`_same_object` for how tile windows refine this). Grouping is
-    transitive (union-find), so an object under a tile corner seen by four tiles becomes one.
+    of the smaller one (see :func:`overlap_ratio` for how tile windows refine this). Grouping is
+    transitive, so an object under a tile corner seen by four tiles becomes one, but a group never
+    holds two detections of one tile (:func:`split_component`), so a vague detection that touches
+    two ships does not fuse them.
     Only pairs whose bounding boxes intersect are compared (row sweep), so mask work grows with the
     number of touching pairs, not with N^2. Different classes are never merged. Instances with an
     empty mask are returned unchanged.
 
     Each group becomes one instance by :func:`resolve_group` (tile-core ownership: a complete view
-    wins alone; only objects every tile saw cut are unioned). A union has the union mask on the union
+    wins alone; only objects every tile saw cut are unioned), kept only if its centre lies in the core
+    of a tile that saw it (:func:`owned_by_a_view`). A union has the union mask on the union
     bbox, ``n_tiles`` summed, ``merged=True``, and as score the area-weighted mean of its parts'
     scores: a part cut by a tile border saw less of the object and carries less evidence than a
     larger part, so it should weigh less, and the mean stays in the range of the parts' scores.
 
     Returns merged and untouched instances in the order of their first part in the input.
     """
-    out = []
-    for members in group_seam_duplicates(instances, overlap_threshold):
-        out.append(resolve_group([instances[i] for i in members]))
-    return out
+    first_member, out = [], []
+    for members, edges in seam_components(instances, overlap_threshold):
+        for group, obj in objects_of_component(instances, members, edges):
+            first_member.append(group[0])
+            out.append(obj)
+    return [out[k] for k in sorted(range(len(out)), key=first_member.__getitem__)]
+
+
+def owned_by_a_view(parts: list[Instance], obj: Instance) -> bool:
+    """Whether the centre of `obj` lies in the core of a tile that contributed one of its views (True when
+    a view has no core). The tile owning that point saw it; if it has no view of the object, its core
+    region holds nothing there, and a view from a neighbour's overlap (a fragment or a vague detection
+    at the neighbour's border) is not kept."""
+    if any(p.core is None for p in parts):
+        return True
+    row, col = obj.centre
+    return any(p.core[0] <= row < p.core[2] and p.core[1] <= col < p.core[3] for p in parts)
+
+
+def objects_of_component(instances: list[Instance], members: list[int], edges: list[tuple[float, int, int]]
+                         ) -> list[tuple[list[int], Instance]]:
+    """(group indices, object) for each object of one component (:func:`seam_components`): split into
+    groups, each resolved by :func:`resolve_group` and kept if :func:`owned_by_a_view`."""
+    found = []
+    for group in split_component(instances, members, edges):
+        parts = [instances[i] for i in group]
+        obj = resolve_group(parts)
+        if owned_by_a_view(parts, obj):
+            found.append((group, obj))
+    return found
+
+
+def seam_components(instances: list[Instance], overlap_threshold: float = 0.5
+                    ) -> list[tuple[list[int], list[tuple[float, int, int]]]]:
+    """Connected components of the "same object" graph: an edge joins two same-class instances from
+    different tiles whose :func:`overlap_ratio` is at least ``overlap_threshold``.
+
+    Returns, per component, its instance indices (input order) and its edges ``(ratio, i, j)``;
+    components in the order of their first member. A component can hold several objects: at a low
+    score threshold, a vague detection of one tile can touch two ships that another tile separated.
+    """
+    if not 0.0 < overlap_threshold <= 1.0:
+        raise ValueError(f"overlap_threshold must be in (0, 1], got {overlap_threshold}")
+    parent = list(range(len(instances)))
+    edges = []
+    for i, j in _candidate_pairs(instances):
+        ratio = overlap_ratio(instances[i], instances[j])
+        if ratio >= overlap_threshold:
+            edges.append((ratio, i, j))
+            ri, rj = _find(parent, i), _find(parent, j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+    members: dict[int, list[int]] = {}
+    for i in range(len(instances)):
+        members.setdefault(_find(parent, i), []).append(i)
+    component_edges: dict[int, list[tuple[float, int, int]]] = {root: [] for root in members}
+    for edge in edges:
+        component_edges[_find(parent, edge[1])].append(edge)
+    return [(m, component_edges[root]) for root, m in members.items()]
+
+
+def split_component(instances: list[Instance], members: list[int],
+                    edges: list[tuple[float, int, int]]) -> list[list[int]]:
+    """The objects of one component: edges are taken strongest first (the weaker part's score, then the
+    ratio), and two groups are joined only if no tile window appears in both, because one tile's detections
+    are distinct objects (its own NMS separated them) and one object has at most one view per tile. Taking
+    confident pairs first keeps a vague detection from claiming a confident view's partner.
+
+    Returns groups of indices, each in input order, in the order of their first member.
+    """
+    group_of = {i: i for i in members}
+    windows = {i: {instances[i].window} for i in members}
+    parts = {i: [i] for i in members}
+
+    def strength(edge: tuple[float, int, int]) -> tuple[float, float]:
+        ratio, i, j = edge
+        return (min(instances[i].score, instances[j].score), ratio)
+
+    for _, i, j in sorted(edges, key=strength, reverse=True):
+        gi, gj = group_of[i], group_of[j]
+        if gi == gj or windows[gi] & windows[gj] - {None}:
+            continue
+        keep, gone = min(gi, gj), max(gi, gj)
+        for k in parts.pop(gone):
+            group_of[k] = keep
+            parts[keep].append(k)
+        windows[keep] |= windows.pop(gone)
+    return sorted((sorted(p) for p in parts.values()), key=lambda g: g[0])
 
 
 def group_seam_duplicates(instances: list[Instance], overlap_threshold: float = 0.5) -> list[list[int]]:
     """Indices of `instances` grouped into objects (see :func:`merge_seam_duplicates`), each group in input
     order, groups in the order of their first member."""
-    if not 0.0 < overlap_threshold <= 1.0:
-        raise ValueError(f"overlap_threshold must be in (0, 1], got {overlap_threshold}")
-    parent = list(range(len(instances)))
-    for i, j in _candidate_pairs(instances):
-        ri, rj = _find(parent, i), _find(parent, j)
-        if ri != rj and _same_object(instances[i], instances[j], overlap_threshold):
-            parent[max(ri, rj)] = min(ri, rj)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(instances)):
-        groups.setdefault(_find(parent, i), []).append(i)
-    return list(groups.values())
+    groups = []
+    for members, edges in seam_components(instances, overlap_threshold):
+        groups.extend(split_component(instances, members, edges))
+    return sorted(groups, key=lambda g: g[0])

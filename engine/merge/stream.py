@@ -1,14 +1,14 @@
 """Incremental seam merging for streaming inference: hold only the instances a later tile could touch.
 
 Tiles are processed in row-major order. Once every tile whose window starts above raster row F has
-been processed ("frontier" F = the smallest window row of the tiles still to come), an object group
-whose parts all end at or above F (bbox row1 <= F) can gain no new part: it is final, merged and
-handed out. Groups touching the frontier keep their raw parts, so the final grouping equals merging
-all instances of the raster at once.
+been processed ("frontier" F = the smallest window row of the tiles still to come), a component of
+the same-object graph whose parts all end at or above F (bbox row1 <= F) can gain no new part: it is
+final, split into objects, merged and handed out. Components touching the frontier keep their raw
+parts, so the final grouping equals merging all instances of the raster at once.
 """
 from __future__ import annotations
 
-from engine.merge.seams import Instance, group_seam_duplicates, resolve_group
+from engine.merge.seams import Instance, objects_of_component, seam_components
 
 
 class StreamingMerger:
@@ -26,10 +26,10 @@ class StreamingMerger:
     def flush(self, frontier_row: int | None) -> list[Instance]:
         """Merged objects whose parts all end at or above raster row `frontier_row` (None: everything)."""
         final, keep = [], []
-        for members in group_seam_duplicates(self.pending, self.overlap_threshold):
+        for members, edges in seam_components(self.pending, self.overlap_threshold):
             parts = [self.pending[i] for i in members]
             if frontier_row is None or max(p.bbox[2] for p in parts) <= frontier_row:
-                final.append(resolve_group(parts))
+                final.extend(obj for _, obj in objects_of_component(self.pending, members, edges))
             else:
                 keep.extend(parts)
         self.pending = keep

@@ -109,3 +109,52 @@ def test_streaming_equals_all_at_once_with_ownership() -> None:
             later = [t.row_off for t in tiles if (t.row_off, t.col_off) > (tile.row_off, tile.col_off)]
             streamed += merger.flush(min(later) if later else None)
         assert sorted((o.bbox, o.merged, o.n_tiles) for o in streamed) == expected
+
+
+def test_a_vague_view_does_not_fuse_two_objects_that_one_tile_separated() -> None:
+    tiles = tile_grid(100, 100, 60, 20)  # overlap cols [40, 60), cores split at col 50
+    ships = [_ellipse(100, 100, 15.0, 46.5, 4.0, 3.0), _ellipse(100, 100, 29.0, 46.5, 4.0, 3.0)]
+    views = _tile_views(ships[0], tiles[:1], scores={0: 0.9}) + _tile_views(ships[1], tiles[:1], scores={0: 0.85})
+    blob = np.zeros((100, 100), bool)
+    blob[8:36, 43:50] = True  # tile 1 sees one vague blob over both ships
+    views += _tile_views(blob, tiles[1:2], scores={0: 0.3})
+    assert len(views) == 3 and not any(v.truncated for v in views)
+    objects = sorted(merge_seam_duplicates(views), key=lambda o: -o.score)
+    assert [o.score for o in objects] == pytest.approx([0.9, 0.85])
+    for obj, ship in zip(objects, ships):
+        assert np.array_equal(_paint(obj, ship.shape), ship)
+
+
+def test_a_view_from_a_neighbours_overlap_is_kept_only_if_the_owning_tile_saw_it() -> None:
+    tiles = tile_grid(100, 100, 60, 20)
+    full = _ellipse(100, 100, 20.0, 55.0, 3.0, 3.0)  # cols 52..58: in both top tiles, centre in tile 1's core
+    assert merge_seam_duplicates(_tile_views(full, tiles[:1])) == []  # tile 1 (the owner) found nothing
+    (obj,) = merge_seam_duplicates(_tile_views(full, tiles[1:2]))
+    assert np.array_equal(_paint(obj, full.shape), full)
+
+
+def test_streaming_equals_all_at_once_with_vague_views() -> None:
+    """Random objects plus random low-score rectangles in random tiles (which link objects in the overlap
+    graph): flushing at each tile row frontier gives exactly the all-at-once objects."""
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        height, width = (int(v) for v in rng.integers(80, 200, 2))
+        tiles = tile_grid(height, width, 48, int(rng.integers(4, 24)))
+        full = np.zeros((height, width), bool)
+        for _ in range(6):
+            full |= _ellipse(height, width, *rng.uniform(0, height, 1), *rng.uniform(0, width, 1),
+                             *rng.uniform(3, 20, 2))
+        views = _tile_views(full, tiles)
+        for k in rng.choice(len(tiles), size=len(tiles) // 2, replace=False):
+            r, c, h, w = tiles[k].window
+            blob = np.zeros((height, width), bool)
+            r0, c0 = r + int(rng.integers(0, h - 8)), c + int(rng.integers(0, w - 8))
+            blob[r0:r0 + int(rng.integers(8, 30)), c0:c0 + int(rng.integers(8, 30))] = True
+            views += _tile_views(blob, tiles[k:k + 1], scores={0: float(rng.uniform(0.05, 0.5))})
+        expected = sorted((o.bbox, o.merged, o.n_tiles, o.score) for o in merge_seam_duplicates(views))
+        merger, streamed = StreamingMerger(), []
+        for tile in tiles:
+            merger.add([v for v in views if v.window[:2] == (tile.row_off, tile.col_off)])
+            later = [t.row_off for t in tiles if (t.row_off, t.col_off) > (tile.row_off, tile.col_off)]
+            streamed += merger.flush(min(later) if later else None)
+        assert sorted((o.bbox, o.merged, o.n_tiles, o.score) for o in streamed) == expected
