@@ -18,7 +18,7 @@ from engine.models.detectors.facenet import DEFAULT_CONFIG as FACENET_CONFIG
 from engine.models.detectors.solov2 import DEFAULT_CONFIG, pad_to_batch
 from engine.models.layers.dcnv2 import ModulatedDeformConv2d, sampled_deform_conv2d
 from engine.models.necks.face_fpn import FaceFPN
-from engine.models.necks.sem import TrunkWithSEM
+from engine.models.necks.sem import SemanticEnhancement, TrunkWithSEM
 from engine.models.solo.losses import dice_loss
 from engine.models.solo.matrix_nms import matrix_nms, point_nms
 from engine.models.solo.targets import assign_levels, centres_of_mass, mask_targets
@@ -263,6 +263,23 @@ def test_cpu_deformable_conv_equals_torchvision(stride, padding, dilation, size)
         assert torch.allclose(ours, reference, atol=1e-4, rtol=1e-4)
     outside = (offset.abs() > 6).any()  # some samples left the image: the zero-padding rule was exercised
     assert bool(outside)
+
+
+def test_sem_starts_as_the_identity_and_its_residual_is_scaled_by_a_learnt_norm() -> None:
+    torch.manual_seed(0)
+    sem = SemanticEnhancement(24)
+    c2 = 5.0 * torch.randn(2, 24, 16, 16)
+    out = sem(c2)
+    assert torch.equal(out, c2)
+    out.square().sum().backward()
+    scale = sem.project[1].weight
+    assert float(scale.grad.abs().sum()) > 0  # the residual's scale learns from the first step
+    # the residual is GroupNorm-ed: its size follows the learnt scale, not the size of C2 or of the 1x1
+    with torch.no_grad():
+        scale.fill_(0.1)
+        sem.project[0].weight.mul_(1000.0)
+        residual = sem(c2) - c2
+    assert float(residual.std()) == pytest.approx(0.1, rel=0.05)
 
 
 # ---------------------------------------------------------------------------------------- whole models

@@ -6,7 +6,12 @@ Choices the paper leaves open (documented here):
 - SEM keeps C2's channel count and sits between the trunk and the neck, so the neck's own lateral conv
   follows it; the module plugs into either neck (FPN or FACE-FPN), as the ablation rows need.
 - x has C2's width; each dilated branch is conv + GroupNorm, their sum goes through a ReLU.
-- The final 1x1 starts at zero: at initialisation SEM is the identity and the residual grows in training.
+- The final 1x1 is followed by a GroupNorm whose scale starts at zero: at initialisation SEM is the
+  identity, and the residual's size is set by that learnt scale. (A bare zero-initialised 1x1, as first
+  built, let one large-gradient step make the residual on C2 large: P2 and the mask features then
+  saturated every mask logit negative and the mask loss stayed at its maximum. On SSDD with SGD 0.01 this
+  killed FACENet's mask branch within 20 iterations, also at lr 0.001 and with torchvision's DCN; the
+  same model without SEM trained.)
 """
 from __future__ import annotations
 
@@ -24,9 +29,8 @@ class SemanticEnhancement(nn.Module):
         super().__init__()
         self.reduce = conv_norm_act(channels, channels, 1)
         self.branches = nn.ModuleList(conv_norm_act(channels, channels, 3, dilation=d, act=False) for d in dilations)
-        self.project = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.project.weight)
-        nn.init.zeros_(self.project.bias)
+        self.project = conv_norm_act(channels, channels, 1, act=False)
+        nn.init.zeros_(self.project[1].weight)  # GroupNorm scale 0: identity at initialisation
 
     def forward(self, c2: Tensor) -> Tensor:
         x = self.reduce(c2)
