@@ -1,8 +1,8 @@
 """De-duplication of instance predictions across tile seams (all at once, or streaming)."""
 
-from engine.merge.seams import Instance, group_seam_duplicates, merge_group, merge_seam_duplicates, resolve_group
+from engine.merge.seams import Instance, merge_group, merge_seam_duplicates, resolve_group
 from engine.merge.stream import StreamingMerger
 
 __all__ = [
-    "Instance", "StreamingMerger", "group_seam_duplicates", "merge_group", "merge_seam_duplicates", "resolve_group",
+    "Instance", "StreamingMerger", "merge_group", "merge_seam_duplicates", "resolve_group",
 ]

@@ -155,7 +155,7 @@ def merge_group(parts: list[Instance]) -> Instance:
 
 
 def resolve_group(parts: list[Instance]) -> Instance:
-    """One object from the views that several tiles had of it (a group of :func:`group_seam_duplicates`).
+    """One object from the views that several tiles had of it (a group of :func:`split_component`).
 
     Tile-core ownership, used when every view knows its tile core:
     - some view is complete (not ``truncated``): the object fitted in a tile, so that view saw all of
@@ -284,12 +284,3 @@ def split_component(instances: list[Instance], members: list[int],
             parts[keep].append(k)
         windows[keep] |= windows.pop(gone)
     return sorted((sorted(p) for p in parts.values()), key=lambda g: g[0])
-
-
-def group_seam_duplicates(instances: list[Instance], overlap_threshold: float = 0.5) -> list[list[int]]:
-    """Indices of `instances` grouped into objects (see :func:`merge_seam_duplicates`), each group in input
-    order, groups in the order of their first member."""
-    groups = []
-    for members, edges in seam_components(instances, overlap_threshold):
-        groups.extend(split_component(instances, members, edges))
-    return sorted(groups, key=lambda g: g[0])

@@ -30,6 +30,16 @@ def _tile_views(full: np.ndarray, tiles, scores: dict[int, float] | None = None,
     return views
 
 
+def _streamed(views, tiles):
+    """The objects a StreamingMerger hands out when the views arrive tile by tile, flushed at each frontier."""
+    merger, streamed = StreamingMerger(), []
+    for tile in tiles:
+        merger.add([v for v in views if v.window[:2] == (tile.row_off, tile.col_off)])
+        later = [t.row_off for t in tiles if (t.row_off, t.col_off) > (tile.row_off, tile.col_off)]
+        streamed += merger.flush(min(later) if later else None)
+    return streamed
+
+
 def _paint(inst, shape) -> np.ndarray:
     canvas = np.zeros(shape, dtype=bool)
     r0, c0, r1, c1 = inst.bbox
@@ -103,11 +113,7 @@ def test_streaming_equals_all_at_once_with_ownership() -> None:
                              *rng.uniform(3, 30, 2))
         views = _tile_views(full, tiles)
         expected = sorted((o.bbox, o.merged, o.n_tiles) for o in merge_seam_duplicates(views))
-        merger, streamed = StreamingMerger(), []
-        for tile in tiles:
-            merger.add([v for v in views if v.window[:2] == (tile.row_off, tile.col_off)])
-            later = [t.row_off for t in tiles if (t.row_off, t.col_off) > (tile.row_off, tile.col_off)]
-            streamed += merger.flush(min(later) if later else None)
+        streamed = _streamed(views, tiles)
         assert sorted((o.bbox, o.merged, o.n_tiles) for o in streamed) == expected
 
 
@@ -152,9 +158,5 @@ def test_streaming_equals_all_at_once_with_vague_views() -> None:
             blob[r0:r0 + int(rng.integers(8, 30)), c0:c0 + int(rng.integers(8, 30))] = True
             views += _tile_views(blob, tiles[k:k + 1], scores={0: float(rng.uniform(0.05, 0.5))})
         expected = sorted((o.bbox, o.merged, o.n_tiles, o.score) for o in merge_seam_duplicates(views))
-        merger, streamed = StreamingMerger(), []
-        for tile in tiles:
-            merger.add([v for v in views if v.window[:2] == (tile.row_off, tile.col_off)])
-            later = [t.row_off for t in tiles if (t.row_off, t.col_off) > (tile.row_off, tile.col_off)]
-            streamed += merger.flush(min(later) if later else None)
+        streamed = _streamed(views, tiles)
         assert sorted((o.bbox, o.merged, o.n_tiles, o.score) for o in streamed) == expected
