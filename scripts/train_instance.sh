@@ -8,7 +8,9 @@
 #          | cascade (FPN + ISNetV1 = Cascade Mask R-CNN) | hq_isnet_hrnet (HRNet-W18 from scratch)
 #          | solov2 | facenet | facenet_nodcn (FACE-FPN + SEM, no DCNv2)
 # Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 1), THREADS (default 1),
-#      PROBE=N (speed probe: N iterations, no validation, into RUNS/probe_DATASET_MODEL).
+#      PROBE=N (speed probe: N iterations, no validation, into RUNS/probe_DATASET_MODEL),
+#      DEVICE (default auto), WORKERS (data-loading processes, default 1),
+#      RSSEG (the CLI, default .venv/bin/rsseg; "python3 -m engine" where the engine is on the path).
 # Each run resumes from RUNS/DATASET_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,9 @@ RUNS=${RUNS:-runs}
 EPOCHS=${EPOCHS:-1}
 PROBE=${PROBE:-0}
 THREADS=${THREADS:-1}
+DEVICE=${DEVICE:-auto}
+WORKERS=${WORKERS:-1}
+RSSEG=${RSSEG:-.venv/bin/rsseg}
 DATASET=${1:?usage: $0 ssdd|nwpu MODEL}
 MODEL=${2:?usage: $0 ssdd|nwpu mask_rcnn|hq_isnet|hq_isnet_v1|hq_isnet_fpn|cascade|hq_isnet_hrnet|solov2|facenet|facenet_nodcn}
 case "$DATASET" in
@@ -29,13 +34,13 @@ case "$DATASET" in
   *) echo "unknown dataset '$DATASET'; choose ssdd or nwpu" >&2; exit 2 ;;
 esac
 SPLIT=$RUNS/splits/$DATASET
-[ -f "$SPLIT/val.json" ] || .venv/bin/rsseg split --coco "$DATA/$folder/train.json" --out "$SPLIT" --val-fraction 0.2 --seed 0
+[ -f "$SPLIT/val.json" ] || $RSSEG split --coco "$DATA/$folder/train.json" --out "$SPLIT" --val-fraction 0.2 --seed 0
 
 # The one schedule: SGD 0.01 (momentum 0.9), cosine, 100 warm-up iterations, batch 2, 512 px crops, scale
 # jitter 0.8-1.25, flips/rot90, seed 0, EPOCHS epochs; validation on the held-out 20% (whole images) at the end.
 common=(--coco "$SPLIT/train.json" --images "$DATA/$folder/images" "${input[@]}"
         --epochs "$EPOCHS" --batch-size 2 --crop-size 512 --lr 0.01 --warmup-iters 100
-        --schedule cosine --eval-every 0 --seed 0 --threads "$THREADS" --workers 1
+        --schedule cosine --eval-every 0 --seed 0 --threads "$THREADS" --workers "$WORKERS" --device "$DEVICE"
         --tile-size 512 --overlap 128 --score-threshold 0.5)
 LITE0=(--backbone efficientnet_lite0 --pretrained)
 # Slim heads shared by every R-CNN row (the shipped Mask R-CNN's settings).
@@ -51,19 +56,19 @@ else
   common+=(--val-coco "$SPLIT/val.json")
 fi
 case "$MODEL" in
-  mask_rcnn) .venv/bin/rsseg train "${common[@]}" --arch mask_rcnn "${LITE0[@]}" --out "$out" --config "{$RCNN}" ;;
-  hq_isnet) .venv/bin/rsseg train "${common[@]}" --arch hq_isnet "${LITE0[@]}" --out "$out" \
+  mask_rcnn) exec $RSSEG train "${common[@]}" --arch mask_rcnn "${LITE0[@]}" --out "$out" --config "{$RCNN}" ;;
+  hq_isnet) exec $RSSEG train "${common[@]}" --arch hq_isnet "${LITE0[@]}" --out "$out" \
               --config "{$RCNN, \"neck\": \"hrfpn\", \"mask_flow\": \"isnetv2\"}" ;;
-  hq_isnet_v1) .venv/bin/rsseg train "${common[@]}" --arch hq_isnet "${LITE0[@]}" --out "$out" \
+  hq_isnet_v1) exec $RSSEG train "${common[@]}" --arch hq_isnet "${LITE0[@]}" --out "$out" \
                  --config "{$RCNN, \"neck\": \"hrfpn\", \"mask_flow\": \"isnetv1\"}" ;;
-  hq_isnet_fpn) .venv/bin/rsseg train "${common[@]}" --arch hq_isnet "${LITE0[@]}" --out "$out" \
+  hq_isnet_fpn) exec $RSSEG train "${common[@]}" --arch hq_isnet "${LITE0[@]}" --out "$out" \
                   --config "{$RCNN, \"neck\": \"fpn\", \"mask_flow\": \"isnetv2\"}" ;;
-  cascade) .venv/bin/rsseg train "${common[@]}" --arch cascade_mask_rcnn "${LITE0[@]}" --out "$out" --config "{$RCNN}" ;;
-  hq_isnet_hrnet) .venv/bin/rsseg train "${common[@]}" --arch hq_isnet --backbone hrnet_w18 --out "$out" \
+  cascade) exec $RSSEG train "${common[@]}" --arch cascade_mask_rcnn "${LITE0[@]}" --out "$out" --config "{$RCNN}" ;;
+  hq_isnet_hrnet) exec $RSSEG train "${common[@]}" --arch hq_isnet --backbone hrnet_w18 --out "$out" \
                     --config "{$(echo "$RCNN" | sed 's/"frozen_blocks": 3, //'), \"neck\": \"hrfpn\", \"mask_flow\": \"isnetv2\"}" ;;
-  solov2) .venv/bin/rsseg train "${common[@]}" --arch solov2 "${LITE0[@]}" --out "$out" --config "{$SOLO}" ;;
-  facenet) .venv/bin/rsseg train "${common[@]}" --arch facenet "${LITE0[@]}" --out "$out" --config "{$SOLO}" ;;
-  facenet_nodcn) .venv/bin/rsseg train "${common[@]}" --arch facenet "${LITE0[@]}" --out "$out" \
+  solov2) exec $RSSEG train "${common[@]}" --arch solov2 "${LITE0[@]}" --out "$out" --config "{$SOLO}" ;;
+  facenet) exec $RSSEG train "${common[@]}" --arch facenet "${LITE0[@]}" --out "$out" --config "{$SOLO}" ;;
+  facenet_nodcn) exec $RSSEG train "${common[@]}" --arch facenet "${LITE0[@]}" --out "$out" \
                    --config "{$SOLO, \"dcn\": \"none\"}" ;;
   *) echo "unknown model '$MODEL'; see the usage line at the top of $0" >&2; exit 2 ;;
 esac

@@ -137,6 +137,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch, self.iteration, self.best_score = 0, 0, -1.0  # best validation mIoU or mask AP
         self.history: list[dict[str, Any]] = []
+        self.started = time.monotonic()  # wall clock of this process, for elapsed_s in the log
         last = self.out / "last.pt"
         if cfg.resume and last.is_file():
             self._resume(last)
@@ -218,6 +219,7 @@ class Trainer:
             if self.iteration % 20 == 0:
                 self._write_log({"type": "train", "epoch": self.epoch, "iteration": self.iteration,
                                  "lr": self.cfg.lr * factor, "loss": loss.item(),
+                                 "elapsed_s": round(time.monotonic() - self.started, 2),
                                  **{n: round(v.item(), 5) for n, v in losses.items()}})
         bar.close()
         return running

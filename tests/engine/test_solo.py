@@ -282,6 +282,21 @@ def test_sem_starts_as_the_identity_and_its_residual_is_scaled_by_a_learnt_norm(
     assert float(residual.std()) == pytest.approx(0.1, rel=0.05)
 
 
+def test_face_fpn_pyramid_is_signed_and_zero_centred_at_start() -> None:
+    # A non-negative pyramid (ReLU after ASPP, unnormalised SCE) made SOLOv2's Dice mask branch collapse:
+    # P2..P4 must start zero-centred like an FPN's, whatever the scale of the trunk's features.
+    torch.manual_seed(0)
+    fpn = FaceFPN([16, 24, 40, 64], 32, (1, 2, 3)).eval()
+    features = {f"c{k}": 8.0 * torch.randn(2, c, 64 // 2 ** (k - 2), 64 // 2 ** (k - 2)).relu()
+                for k, c in zip((2, 3, 4, 5), (16, 24, 40, 64))}
+    with torch.no_grad():
+        pyramid = fpn(features)
+    for level in ("c2", "c3", "c4"):
+        p = pyramid[level]
+        assert float((p < 0).float().mean()) > 0.3, level
+        assert abs(float(p.mean())) < 0.2 * float(p.std()), level
+
+
 # ---------------------------------------------------------------------------------------- whole models
 
 

@@ -5,7 +5,7 @@ C2..C5 (strides 4..32) -> P2..P6 (strides 4..64), all with D channels:
     F2 = 1x1(C2);  F3 = 1x1(C3) + 1x1(PixelShuffle2(C4));  F4 = 1x1(C4) + 1x1(PixelShuffle2(C5))
     F'i = ASPP(Fi)                                         (1x1 + three dilated 3x3 + image pooling, concat, 1x1)
     SCE(C5) = PS2(3x3(C5)) + PS4(1x1(maxpool(C5))) + 1x1(GAP(C5))
-    I = mean(maxpool(F'2), maxpool(F'3), F'4, SCE(C5))      at stride 16
+    I = GN(maxpool(F'2) + maxpool(F'3) + F'4 + SCE(C5))    at stride 16 (the paper: their mean)
     R5 = maxpool(I);  R4 = I + F'4;  R3 = up(I) + F'3;  R2 = up(I) + F'2
     CA = sigmoid(fc1(GAP(I)) + fc2(GMP(I)));  Pi = CA * Ri;  P6 = maxpool_s2(P5)
 
@@ -17,7 +17,12 @@ Choices where the paper and CE-FPN leave room (documented, not switches):
   by a 4x sub-pixel shuffle; CE-FPN uses a 3x3 max pool with stride 2, then 1x1 to 16D and PS4 (back to
   2x C5's size), which is what is built here. The image-pooling branch is broadcast.
 - The sub-pixel shuffles are channel reorganisations only (C -> C/4); the 1x1 after them sets D channels.
-- One ASPP per level (no weight sharing), dilations from the config, GroupNorm + ReLU in its branches.
+- One ASPP per level (no weight sharing), dilations from the config, GroupNorm + ReLU in its branches,
+  GroupNorm without ReLU after its 1x1 projection, and a GroupNorm on the SCE sum: the pyramid is then
+  signed and zero-centred like an FPN's; I is normalised too (the max pools of the finer levels
+  shift its mean up). With DeepLab's ReLU there and an unnormalised SCE, every level
+  was non-negative (mean ~0.5, std ~0.5 at start) and SOLOv2's Dice mask branch collapsed within 40
+  iterations: the dynamic kernels pushed all logits down along the features' constant component.
 - No 3x3 output convs: the paper's CAG output Pi is the head's input (Eq. 5).
 """
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.layers.conv import conv_norm_act
+from engine.models.layers.conv import conv_norm_act, group_norm
 
 
 class ASPP(nn.Module):
@@ -41,7 +46,8 @@ class ASPP(nn.Module):
             + [conv_norm_act(channels, channels, 3, dilation=d, norm=norm) for d in dilations])
         self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, channels, 1),
                                         nn.ReLU(inplace=True))
-        self.project = conv_norm_act(channels * (len(dilations) + 2), channels, 1, norm=norm)
+        # GroupNorm without ReLU: the pyramid stays signed and zero-centred like an FPN's outputs (see module doc)
+        self.project = conv_norm_act(channels * (len(dilations) + 2), channels, 1, norm=norm, act=False)
 
     def forward(self, x: Tensor) -> Tensor:
         pooled = self.image_pool(x).expand(-1, -1, *x.shape[-2:])
@@ -51,19 +57,20 @@ class ASPP(nn.Module):
 class SubPixelContextEnhancement(nn.Module):
     """SCE: C5 [B, C5, h, w] -> [B, D, 2h, 2w] (local, pooled-context and global branches summed)."""
 
-    def __init__(self, in_channels: int, channels: int) -> None:
+    def __init__(self, in_channels: int, channels: int, norm: bool = True) -> None:
         super().__init__()
         self.local = nn.Sequential(nn.Conv2d(in_channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2))
         self.context = nn.Sequential(nn.MaxPool2d(3, stride=2, padding=1), nn.Conv2d(in_channels, 16 * channels, 1),
                                      nn.PixelShuffle(4))
         self.globe = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_channels, channels, 1))
+        self.norm = group_norm(channels) if norm else nn.Identity()
 
     def forward(self, c5: Tensor) -> Tensor:
         local = self.local(c5)
         context = self.context(c5)
         if context.shape[-2:] != local.shape[-2:]:  # odd C5 size: the stride-2 pool rounded up
             context = F.interpolate(context, size=local.shape[-2:], mode="bilinear", align_corners=False)
-        return local + context + self.globe(c5)
+        return self.norm(local + context + self.globe(c5))
 
 
 class ChannelAttentionGuidance(nn.Module):
@@ -106,8 +113,9 @@ class FaceFPN(nn.Module):
         self.skip3 = _SubPixelSkip(c3, c4, out_channels, norm)
         self.skip4 = _SubPixelSkip(c4, c5, out_channels, norm)
         self.aspp = nn.ModuleList(ASPP(out_channels, aspp_dilations, norm) for _ in range(3))
-        self.sce = SubPixelContextEnhancement(c5, out_channels)
+        self.sce = SubPixelContextEnhancement(c5, out_channels, norm)
         self.cag = ChannelAttentionGuidance(out_channels)
+        self.integration_norm = group_norm(out_channels) if norm else nn.Identity()
 
     def forward(self, features: OrderedDict[str, Tensor]) -> OrderedDict[str, Tensor]:
         c2, c3, c4, c5 = (features[k] for k in ("c2", "c3", "c4", "c5"))
@@ -116,7 +124,8 @@ class FaceFPN(nn.Module):
         f4 = self.aspp[2](self.skip4(c4, c5))
         size4, size5 = c4.shape[-2:], c5.shape[-2:]
         sce = F.interpolate(self.sce(c5), size=size4, mode="bilinear", align_corners=False)
-        integrated = (F.adaptive_max_pool2d(f2, size4) + F.adaptive_max_pool2d(f3, size4) + f4 + sce) / 4
+        integrated = self.integration_norm(
+            F.adaptive_max_pool2d(f2, size4) + F.adaptive_max_pool2d(f3, size4) + f4 + sce)
         weights = self.cag(integrated)
         r5 = F.adaptive_max_pool2d(integrated, size5)
         r4 = integrated + f4
