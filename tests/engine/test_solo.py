@@ -282,6 +282,17 @@ def test_sem_starts_as_the_identity_and_its_residual_is_scaled_by_a_learnt_norm(
     assert float(residual.std()) == pytest.approx(0.1, rel=0.05)
 
 
+def test_mask_feature_output_is_signed_without_its_relu() -> None:
+    torch.manual_seed(0)
+    features = {}
+    for relu in (True, False):
+        model = build_model(_spec("solov2", **TINY, mask_feature_relu=relu)).train()
+        model.mask_branch.register_forward_hook(lambda _m, _i, out, relu=relu: features.__setitem__(relu, out))
+        model(_images(1), [_target([(10, 10, 30, 30)], [1])])
+    assert float(features[True].min()) >= 0.0
+    assert float(features[False].min()) < 0.0 < float(features[False].max())
+
+
 def test_face_fpn_pyramid_is_signed_and_zero_centred_at_start() -> None:
     # A non-negative pyramid (ReLU after ASPP, unnormalised SCE) made SOLOv2's Dice mask branch collapse:
     # P2..P4 must start zero-centred like an FPN's, whatever the scale of the trunk's features.
@@ -307,6 +318,7 @@ SWITCHES = [
     ("facenet", {"face_fpn": True, "sem": False, "dcn": "none"}),
     ("solov2", {"dcn": "kernel"}),
     ("facenet", {"dcn": "towers"}),
+    ("facenet", {"mask_feature_relu": False}),
 ]
 
 

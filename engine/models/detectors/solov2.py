@@ -46,6 +46,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "head_channels": 512,
     "head_convs": 4,
     "mask_feature_channels": 128,
+    "mask_feature_relu": True,  # GN + ReLU at the mask feature output (SOLOv2); False: GN only, signed
     "mask_channels": 256,  # E: mask feature channels = weights per dynamic kernel
     "focal_alpha": 0.25,
     "focal_gamma": 2.0,
@@ -144,7 +145,8 @@ def build_solo_model(spec: ModelSpec, defaults: dict[str, Any]) -> SOLOv2:
         backbone = BackboneWithFPN(body, in_channels, channels, norm)
     head = KernelCategoryHead(channels, spec.num_classes, cfg["mask_channels"], tuple(cfg["grids"]),
                               cfg["head_channels"], cfg["head_convs"], cfg["dcn"])
-    mask_branch = MaskFeatureBranch(channels, cfg["mask_feature_channels"], cfg["mask_channels"])
+    mask_branch = MaskFeatureBranch(channels, cfg["mask_feature_channels"], cfg["mask_channels"],
+                                    relu_out=cfg["mask_feature_relu"])
     inference = InferenceSettings(
         score_thresh=cfg["score_thresh"], mask_thresh=cfg["mask_thresh"], nms_pre=cfg["nms_pre"],
         update_thresh=cfg["update_thresh"], detections_per_img=cfg["detections_per_img"],

@@ -85,7 +85,8 @@ def _level_inputs(features: list[Tensor]) -> list[Tensor]:
 class MaskFeatureBranch(nn.Module):
     """P2..P5 [B, D, H/4 .. H/32] -> unified mask feature [B, E, H/4, W/4]."""
 
-    def __init__(self, in_channels: int, channels: int = 128, out_channels: int = 256, levels: int = 4) -> None:
+    def __init__(self, in_channels: int, channels: int = 128, out_channels: int = 256, levels: int = 4,
+                 relu_out: bool = True) -> None:
         super().__init__()
         self.levels = nn.ModuleList()
         for level in range(levels):
@@ -98,7 +99,7 @@ class MaskFeatureBranch(nn.Module):
                 steps += [conv_norm_act(cin, channels, 3),
                           nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)]
             self.levels.append(nn.Sequential(*steps))
-        self.project = conv_norm_act(channels, out_channels, 1)
+        self.project = conv_norm_act(channels, out_channels, 1, act=relu_out)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, std=0.01)
