@@ -9,7 +9,7 @@
 #          | solov2 | facenet | facenet_nodcn (FACE-FPN + SEM, no DCNv2)
 # Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 1), THREADS (default 1),
 #      PROBE=N (speed probe: N iterations, no validation, into RUNS/probe_DATASET_MODEL),
-#      DEVICE (default auto), WORKERS (data-loading processes, default 1),
+#      LR (SGD learning rate, default 0.01), DEVICE (default auto), WORKERS (data-loading processes, default 1),
 #      RSSEG (the CLI, default .venv/bin/rsseg; "python3 -m engine" where the engine is on the path).
 # Each run resumes from RUNS/DATASET_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
@@ -19,6 +19,7 @@ RUNS=${RUNS:-runs}
 EPOCHS=${EPOCHS:-1}
 PROBE=${PROBE:-0}
 THREADS=${THREADS:-1}
+LR=${LR:-0.01}
 DEVICE=${DEVICE:-auto}
 WORKERS=${WORKERS:-1}
 RSSEG=${RSSEG:-.venv/bin/rsseg}
@@ -39,7 +40,7 @@ SPLIT=$RUNS/splits/$DATASET
 # The one schedule: SGD 0.01 (momentum 0.9), cosine, 100 warm-up iterations, batch 2, 512 px crops, scale
 # jitter 0.8-1.25, flips/rot90, seed 0, EPOCHS epochs; validation on the held-out 20% (whole images) at the end.
 common=(--coco "$SPLIT/train.json" --images "$DATA/$folder/images" "${input[@]}"
-        --epochs "$EPOCHS" --batch-size 2 --crop-size 512 --lr 0.01 --warmup-iters 100
+        --epochs "$EPOCHS" --batch-size 2 --crop-size 512 --lr "$LR" --warmup-iters 100
         --schedule cosine --eval-every 0 --seed 0 --threads "$THREADS" --workers "$WORKERS" --device "$DEVICE"
         --tile-size 512 --overlap 128 --score-threshold 0.5)
 LITE0=(--backbone efficientnet_lite0 --pretrained)
@@ -52,7 +53,7 @@ RCNN='"frozen_blocks": 3, "anchor_sizes": [16, 32, 64, 128, 256], "fpn_channels"
 # logit down at once, and FACENet's Dice loss got stuck at its maximum within 20 iterations.
 SOLO='"frozen_blocks": 3, "fpn_channels": 128, "head_channels": 256, "mask_feature_channels": 128, "mask_channels": 128,
       "mask_feature_relu": false'
-out=$RUNS/${DATASET}_$MODEL
+out=$RUNS/${DATASET}_$MODEL${RUN_SUFFIX:-}
 if [ "$PROBE" -gt 0 ]; then
   out=$RUNS/probe_${DATASET}_$MODEL; rm -rf "$out"; common+=(--max-iters-per-epoch "$PROBE" --epochs 1)
 else
