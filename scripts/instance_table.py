@@ -9,6 +9,9 @@ Each run is LABEL=CHECKPOINT. The accuracy columns are the validation metrics th
 `--reevaluate` computes them afresh on --coco instead). Time per image is always measured here, on the
 first --time-images validation images, one image per forward pass, after one warm-up pass, with
 --threads CPU threads, so every row is timed on the same machine under the same conditions.
+`--metrics LABEL=RUN/log.jsonl` takes that row's accuracy and iterations from the last validation in a
+training log instead (a run whose weights stayed elsewhere, e.g. on a GPU machine; the checkpoint of
+the row then only gives the parameter count and the timing).
 """
 from __future__ import annotations
 
@@ -53,22 +56,36 @@ def seconds_per_image(model: torch.nn.Module, dataset: CocoInstanceDataset, devi
     return (time.perf_counter() - start) / len(images)
 
 
-def run_metrics(path: str, coco: str, images: str, device: str, reevaluate: bool, time_images: int) -> dict:
-    """The row of one checkpoint: COCO metrics (stored or fresh), parameters, schedule, time per image."""
+def last_validation(log_path: str) -> dict:
+    """The last epoch record with validation metrics in a training log.jsonl."""
+    records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    evaluated = [r for r in records if r.get("type") == "epoch" and "val" in r]
+    if not evaluated:
+        raise SystemExit(f"--metrics '{log_path}': no validation record; train with --val-coco")
+    return evaluated[-1]
+
+
+def run_metrics(path: str, coco: str, images: str, device: str, reevaluate: bool, time_images: int,
+                log: str | None = None) -> dict:
+    """The row of one checkpoint: COCO metrics (stored, fresh or from `log`), parameters, schedule, timing."""
     _, ckpt = resolve_model(path)
     if ckpt.spec.task != "instance":
         raise SystemExit(f"checkpoint '{path}' is a {ckpt.spec.task} model; this table compares instance ones")
     predictor = Predictor(ckpt, device)
     dataset = CocoInstanceDataset(coco, images, ckpt.spec.normalisation, list(range(1, ckpt.spec.bands + 1)))
     stored = (ckpt.metrics or {}).get("val")
-    if reevaluate or not stored:
+    iterations, epochs = ckpt.provenance.get("iterations"), ckpt.provenance.get("epochs_done")
+    if log:
+        record = last_validation(log)
+        stored, iterations, epochs = record["val"], record["iteration"], record["epoch"]
+    elif reevaluate or not stored:
         stored = evaluate_model(predictor.model, dataset, predictor.device)
     return {
         "architecture": ckpt.spec.architecture,
         "config": ckpt.spec.config,
         "segm": stored["segm"], "bbox": stored["bbox"], "val_images": stored["images"],
         "parameters": sum(int(t.numel()) for t in ckpt.state_dict.values() if t.is_floating_point()),
-        "iterations": ckpt.provenance.get("iterations"), "epochs": ckpt.provenance.get("epochs_done"),
+        "iterations": iterations, "epochs": epochs, "metrics_from": log or path,
         "seconds_per_image": seconds_per_image(predictor.model, dataset, predictor.device, time_images),
         "threads": torch.get_num_threads(), "device": str(predictor.device),
     }
@@ -100,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="append", required=True, help="LABEL=CHECKPOINT")
     parser.add_argument("--coco", required=True, help="validation COCO json (timing; and --reevaluate)")
     parser.add_argument("--images", required=True)
+    parser.add_argument("--metrics", action="append", default=[],
+                        help="LABEL=LOG.jsonl: that row's accuracy from the training log's last validation")
     parser.add_argument("--reevaluate", action="store_true", help="evaluate afresh instead of the stored metrics")
     parser.add_argument("--time-images", type=int, default=20, help="validation images timed per model")
     parser.add_argument("--device", default="auto")
@@ -110,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--time-images must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    logs = dict(parse_run(text) for text in args.metrics)
     rows = []
     for text in args.run:
         label, path = parse_run(text)
         rows.append((label, run_metrics(path, args.coco, args.images, args.device, args.reevaluate,
-                                        args.time_images)))
+                                        args.time_images, logs.pop(label, None))))
+    if logs:
+        raise SystemExit(f"--metrics for labels without a --run: {', '.join(logs)}")
     markdown = table(rows)
     print(markdown)
     if args.out:

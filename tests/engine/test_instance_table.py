@@ -40,3 +40,29 @@ def test_table_refuses_a_bad_run_text(coco_gray: Path) -> None:
 
     with pytest.raises(SystemExit, match="LABEL=CHECKPOINT"):
         instance_table(["--coco", str(coco_gray), "--images", str(coco_gray.parent), "--run", "no-label"])
+
+
+def test_metrics_from_a_training_log_replace_the_stored_ones(tiny_checkpoint: Path, coco_gray: Path,
+                                                            tmp_path: Path) -> None:
+    import pytest
+
+    val = {"segm": {"AP": 44.1, "AP50": 71.95, "AP75": 49.07, "APs": 32.5, "APm": 44.0, "APl": 32.9},
+           "bbox": {"AP": 46.46}, "images": 91, "seconds_per_image": 0.08}
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in [
+        {"type": "train", "epoch": 0, "iteration": 20, "loss": 3.0},
+        {"type": "epoch", "epoch": 1, "iteration": 182, "train_loss": 2.0},
+        {"type": "epoch", "epoch": 8, "iteration": 1456, "train_loss": 1.2, "val": val}]) + "\n")
+    out = tmp_path / "table"
+    args = ["--coco", str(coco_gray), "--images", str(coco_gray.parent), "--time-images", "1",
+            "--run", f"gpu={tiny_checkpoint}", "--metrics", f"gpu={log}", "--out", str(out)]
+    assert instance_table(args) == 0
+    row = json.loads(out.with_suffix(".json").read_text())["gpu"]
+    assert row["segm"] == val["segm"] and row["bbox"] == val["bbox"]
+    assert row["iterations"] == 1456 and row["epochs"] == 8 and row["metrics_from"] == str(log)
+    assert row["parameters"] > 0 and row["seconds_per_image"] > 0
+    with pytest.raises(SystemExit, match="without a --run: other"):
+        instance_table(args + ["--metrics", f"other={log}"])
+    log.write_text(json.dumps({"type": "epoch", "epoch": 1, "iteration": 5, "train_loss": 1.0}) + "\n")
+    with pytest.raises(SystemExit, match="no validation record"):
+        instance_table(args)
