@@ -31,6 +31,20 @@ def test_default_model_is_shipped_and_self_describing() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(shipped_models()))
+def test_every_shipped_model_is_small_and_self_describing(name: str) -> None:
+    path = shipped_models()[name]
+    assert path.stat().st_size < 30e6
+    ckpt = load_checkpoint(path)
+    spec = ckpt.spec
+    assert spec.name == name and spec.classes and len(spec.band_names) == spec.bands
+    assert len(spec.normalisation.mean) == spec.bands and spec.gsd_m > 0
+    assert {"train_command", "validation_split", "iterations", "device"} <= set(ckpt.provenance)
+    # the fp16 file that ships was evaluated, and scores what the fp32 weights did within half a point
+    val, val_fp16 = ckpt.metrics["val"]["segm"]["AP"], ckpt.metrics["val_fp16"]["segm"]["AP"]
+    assert val > 0 and abs(val - val_fp16) <= 0.5
+
+
+@pytest.mark.parametrize("name", sorted(shipped_models()))
 def test_shipped_model_has_a_sidecar_with_its_spec(name: str) -> None:
     """The plugin lists models from <name>.json without torch: it must match the checkpoint."""
     path = shipped_models()[name]
