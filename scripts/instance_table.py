@@ -11,7 +11,8 @@ first --time-images validation images, one image per forward pass, after one war
 --threads CPU threads, so every row is timed on the same machine under the same conditions.
 `--metrics LABEL=RUN/log.jsonl` takes that row's accuracy and iterations from the last validation in a
 training log instead (a run whose weights stayed elsewhere, e.g. on a GPU machine; the checkpoint of
-the row then only gives the parameter count and the timing).
+the row then only gives the parameter count and the timing); `--run LABEL=RUN/log.jsonl` makes a row of
+the log alone (parameters and timing n/a).
 """
 from __future__ import annotations
 
@@ -68,6 +69,11 @@ def last_validation(log_path: str) -> dict:
 def run_metrics(path: str, coco: str, images: str, device: str, reevaluate: bool, time_images: int,
                 log: str | None = None) -> dict:
     """The row of one checkpoint: COCO metrics (stored, fresh or from `log`), parameters, schedule, timing."""
+    if path.endswith(".jsonl"):  # a training log alone
+        record = last_validation(path)
+        return {"segm": record["val"]["segm"], "bbox": record["val"]["bbox"], "val_images": record["val"]["images"],
+                "parameters": None, "seconds_per_image": None, "iterations": record["iteration"],
+                "epochs": record["epoch"], "metrics_from": path}
     _, ckpt = resolve_model(path)
     if ckpt.spec.task != "instance":
         raise SystemExit(f"checkpoint '{path}' is a {ckpt.spec.task} model; this table compares instance ones")
@@ -100,7 +106,9 @@ def table(rows: list[tuple[str, dict]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, m in rows:
         values = [label, str(m["iterations"]), *(cell(m["segm"][k]) for k in METRIC_KEYS),
-                  cell(m["bbox"]["AP"]), f"{m['parameters'] / 1e6:.2f}", f"{m['seconds_per_image'] * 1000:.0f}"]
+                  cell(m["bbox"]["AP"]),
+                  "n/a" if m["parameters"] is None else f"{m['parameters'] / 1e6:.2f}",
+                  "n/a" if m["seconds_per_image"] is None else f"{m['seconds_per_image'] * 1000:.0f}"]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)
 

@@ -61,6 +61,10 @@ def test_metrics_from_a_training_log_replace_the_stored_ones(tiny_checkpoint: Pa
     assert row["segm"] == val["segm"] and row["bbox"] == val["bbox"]
     assert row["iterations"] == 1456 and row["epochs"] == 8 and row["metrics_from"] == str(log)
     assert row["parameters"] > 0 and row["seconds_per_image"] > 0
+    assert instance_table(["--coco", str(coco_gray), "--images", str(coco_gray.parent), "--run", f"log only={log}",
+                           "--out", str(out)]) == 0
+    assert "| log only | 1456 | 44.10 | 71.95 | 49.07 | 32.50 | 44.00 | 32.90 | 46.46 | n/a | n/a |" in \
+        out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit, match="without a --run: other"):
         instance_table(args + ["--metrics", f"other={log}"])
     log.write_text(json.dumps({"type": "epoch", "epoch": 1, "iteration": 5, "train_loss": 1.0}) + "\n")
