@@ -132,12 +132,13 @@ class ModelInfo:
 
 
 def shipped_models() -> list[ModelInfo]:
-    """Shipped models from their JSON sidecars (engine/shipped/<name>.json), without starting the engine."""
+    """Shipped models from their JSON sidecars (engine/shipped/<name>.json), without starting the engine;
+    the engine's default model first (sidecar "default": true), then by name."""
     root = engine_root()
     if root is None:
         return []
     models = []
-    for sidecar in sorted((root / "engine" / "shipped").glob("*.json")):
+    for sidecar in _default_first(sorted((root / "engine" / "shipped").glob("*.json"))):
         if not sidecar.with_suffix(".pt").is_file():
             continue
         try:
@@ -147,6 +148,16 @@ def shipped_models() -> list[ModelInfo]:
         if isinstance(data.get("spec"), dict):
             models.append(ModelInfo(sidecar.stem, sidecar.stem, data["spec"], data.get("metrics", {})))
     return models
+
+
+def _default_first(sidecars: list[Path]) -> list[Path]:
+    def is_default(path: Path) -> bool:
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("default") is True
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    return sorted(sidecars, key=lambda path: not is_default(path))
 
 
 class ModelInfoError(RuntimeError):

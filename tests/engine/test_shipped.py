@@ -50,7 +50,7 @@ def test_shipped_model_has_a_sidecar_with_its_spec(name: str) -> None:
     path = shipped_models()[name]
     sidecar = json.loads(path.with_suffix(".json").read_text())
     ckpt = load_checkpoint(path)
-    assert sidecar["name"] == name
+    assert sidecar["name"] == name and sidecar["default"] == (name == DEFAULT_MODEL)
     assert sidecar["spec"] == json.loads(json.dumps(ckpt.spec.to_dict()))
     assert sidecar["metrics"] == json.loads(json.dumps(ckpt.metrics))
 

@@ -55,6 +55,13 @@ def test_shipped_models_are_listed_from_sidecars_without_torch() -> None:
     assert "classes: ship" in info.summary() and "val mask AP" in info.summary()
 
 
+def test_the_engine_default_model_is_listed_first() -> None:
+    from engine.zoo import DEFAULT_MODEL
+
+    names = [m.model for m in shipped_models()]
+    assert len(names) >= 2 and names[0] == DEFAULT_MODEL and names[1:] == sorted(names[1:])
+
+
 def test_checkpoint_info_and_its_failure(tiny_checkpoint: Path, tmp_path: Path) -> None:
     info = checkpoint_info(sys.executable, str(tiny_checkpoint))
     assert info.model == str(tiny_checkpoint) and info.spec["name"] == "tiny-ships"
