@@ -6,7 +6,7 @@
 #   DATASET: ssdd (650 training chips, 325 iterations per epoch) | nwpu (364 images, 182 iterations per epoch)
 #   MODEL: mask_rcnn | hq_isnet (HRFPN + ISNetV2) | hq_isnet_v1 (HRFPN + ISNetV1) | hq_isnet_fpn (FPN + ISNetV2)
 #          | cascade (FPN + ISNetV1 = Cascade Mask R-CNN) | hq_isnet_hrnet (HRNet-W18 from scratch)
-#          | solov2 | facenet | facenet_nodcn (FACE-FPN + SEM, no DCNv2)
+#          | solov2 | solov2_dcn (SOLOv2 + DCNv2 only) | facenet | facenet_nodcn (FACE-FPN + SEM, no DCNv2)
 # Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 1), THREADS (default 1),
 #      PROBE=N (speed probe: N iterations, no validation, into RUNS/probe_DATASET_MODEL),
 #      LR (SGD learning rate, default 0.01), DEVICE (default auto), WORKERS (data-loading processes, default 1),
@@ -24,7 +24,7 @@ DEVICE=${DEVICE:-auto}
 WORKERS=${WORKERS:-1}
 RSSEG=${RSSEG:-.venv/bin/rsseg}
 DATASET=${1:?usage: $0 ssdd|nwpu MODEL}
-MODEL=${2:?usage: $0 ssdd|nwpu mask_rcnn|hq_isnet|hq_isnet_v1|hq_isnet_fpn|cascade|hq_isnet_hrnet|solov2|facenet|facenet_nodcn}
+MODEL=${2:?usage: $0 ssdd|nwpu mask_rcnn|hq_isnet|hq_isnet_v1|hq_isnet_fpn|cascade|hq_isnet_hrnet|solov2|solov2_dcn|facenet|facenet_nodcn}
 case "$DATASET" in
   ssdd) folder=ssdd
         input=(--bands 1 --band-names amplitude --sensor sar --mean 0.5 --std 0.5 --gsd 3.0
@@ -71,6 +71,8 @@ case "$MODEL" in
   hq_isnet_hrnet) exec $RSSEG train "${common[@]}" --arch hq_isnet --backbone hrnet_w18 --out "$out" \
                     --config "{$(echo "$RCNN" | sed 's/"frozen_blocks": 3, //'), \"neck\": \"hrfpn\", \"mask_flow\": \"isnetv2\"}" ;;
   solov2) exec $RSSEG train "${common[@]}" --arch solov2 "${LITE0[@]}" --out "$out" --config "{$SOLO}" ;;
+  solov2_dcn) exec $RSSEG train "${common[@]}" --arch solov2 "${LITE0[@]}" --out "$out" \
+                --config "{$SOLO, \"dcn\": \"kernel\"}" ;;
   facenet) exec $RSSEG train "${common[@]}" --arch facenet "${LITE0[@]}" --out "$out" --config "{$SOLO}" ;;
   facenet_nodcn) exec $RSSEG train "${common[@]}" --arch facenet "${LITE0[@]}" --out "$out" \
                    --config "{$SOLO, \"dcn\": \"none\"}" ;;
