@@ -18,6 +18,11 @@ EVAL_RESERVE_S=${EVAL_RESERVE_S:-60}
 export RUNS
 start=$(date +%s)
 models=$(echo "$@" | tr ', ' '\n\n' | grep -v '^$')
+for m in $models; do  # a warm machine keeps /tmp: an old run there would resume, not train
+  if [ -e "$RUNS/${DATASET}_$m/last.pt" ]; then
+    echo "$RUNS/${DATASET}_$m/last.pt exists: the run would resume from it; use a fresh RUNS folder" >&2; exit 2
+  fi
+done
 
 # 1. Probe: every model at once, as in the real run, 40 iterations each.
 for m in $models; do
