@@ -137,8 +137,8 @@ def shipped_models() -> list[ModelInfo]:
     root = engine_root()
     if root is None:
         return []
-    models = []
-    for sidecar in _default_first(sorted((root / "engine" / "shipped").glob("*.json"))):
+    listed = []  # (is the default, model), by name
+    for sidecar in sorted((root / "engine" / "shipped").glob("*.json")):
         if not sidecar.with_suffix(".pt").is_file():
             continue
         try:
@@ -146,18 +146,9 @@ def shipped_models() -> list[ModelInfo]:
         except (OSError, ValueError):
             continue
         if isinstance(data.get("spec"), dict):
-            models.append(ModelInfo(sidecar.stem, sidecar.stem, data["spec"], data.get("metrics", {})))
-    return models
-
-
-def _default_first(sidecars: list[Path]) -> list[Path]:
-    def is_default(path: Path) -> bool:
-        try:
-            return json.loads(path.read_text(encoding="utf-8")).get("default") is True
-        except (OSError, ValueError, AttributeError):
-            return False
-
-    return sorted(sidecars, key=lambda path: not is_default(path))
+            info = ModelInfo(sidecar.stem, sidecar.stem, data["spec"], data.get("metrics", {}))
+            listed.append((data.get("default") is True, info))
+    return [info for _, info in sorted(listed, key=lambda pair: not pair[0])]  # stable: names stay sorted
 
 
 class ModelInfoError(RuntimeError):

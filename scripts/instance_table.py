@@ -58,40 +58,40 @@ def seconds_per_image(model: torch.nn.Module, dataset: CocoInstanceDataset, devi
 
 
 def last_validation(log_path: str) -> dict:
-    """The last epoch record with validation metrics in a training log.jsonl."""
+    """Accuracy and schedule of the last epoch record with validation metrics in a training log.jsonl."""
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     evaluated = [r for r in records if r.get("type") == "epoch" and "val" in r]
     if not evaluated:
         raise SystemExit(f"--metrics '{log_path}': no validation record; train with --val-coco")
-    return evaluated[-1]
+    record = evaluated[-1]
+    return {"segm": record["val"]["segm"], "bbox": record["val"]["bbox"], "val_images": record["val"]["images"],
+            "iterations": record["iteration"], "epochs": record["epoch"], "metrics_from": log_path}
 
 
 def run_metrics(path: str, coco: str, images: str, device: str, reevaluate: bool, time_images: int,
                 log: str | None = None) -> dict:
     """The row of one checkpoint: COCO metrics (stored, fresh or from `log`), parameters, schedule, timing."""
     if path.endswith(".jsonl"):  # a training log alone
-        record = last_validation(path)
-        return {"segm": record["val"]["segm"], "bbox": record["val"]["bbox"], "val_images": record["val"]["images"],
-                "parameters": None, "seconds_per_image": None, "iterations": record["iteration"],
-                "epochs": record["epoch"], "metrics_from": path}
+        return {**last_validation(path), "parameters": None, "seconds_per_image": None}
     _, ckpt = resolve_model(path)
     if ckpt.spec.task != "instance":
         raise SystemExit(f"checkpoint '{path}' is a {ckpt.spec.task} model; this table compares instance ones")
     predictor = Predictor(ckpt, device)
     dataset = CocoInstanceDataset(coco, images, ckpt.spec.normalisation, list(range(1, ckpt.spec.bands + 1)))
-    stored = (ckpt.metrics or {}).get("val")
-    iterations, epochs = ckpt.provenance.get("iterations"), ckpt.provenance.get("epochs_done")
     if log:
-        record = last_validation(log)
-        stored, iterations, epochs = record["val"], record["iteration"], record["epoch"]
-    elif reevaluate or not stored:
-        stored = evaluate_model(predictor.model, dataset, predictor.device)
+        accuracy = last_validation(log)
+    else:
+        stored = (ckpt.metrics or {}).get("val")
+        if reevaluate or not stored:
+            stored = evaluate_model(predictor.model, dataset, predictor.device)
+        accuracy = {"segm": stored["segm"], "bbox": stored["bbox"], "val_images": stored["images"],
+                    "iterations": ckpt.provenance.get("iterations"), "epochs": ckpt.provenance.get("epochs_done"),
+                    "metrics_from": path}
     return {
         "architecture": ckpt.spec.architecture,
         "config": ckpt.spec.config,
-        "segm": stored["segm"], "bbox": stored["bbox"], "val_images": stored["images"],
+        **accuracy,
         "parameters": sum(int(t.numel()) for t in ckpt.state_dict.values() if t.is_floating_point()),
-        "iterations": iterations, "epochs": epochs, "metrics_from": log or path,
         "seconds_per_image": seconds_per_image(predictor.model, dataset, predictor.device, time_images),
         "threads": torch.get_num_threads(), "device": str(predictor.device),
     }
@@ -137,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--time-images must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    runs = [parse_run(text) for text in args.run]
     logs = dict(parse_run(text) for text in args.metrics)
-    rows = []
-    for text in args.run:
-        label, path = parse_run(text)
-        rows.append((label, run_metrics(path, args.coco, args.images, args.device, args.reevaluate,
-                                        args.time_images, logs.pop(label, None))))
-    if logs:
-        raise SystemExit(f"--metrics for labels without a --run: {', '.join(logs)}")
+    orphans = set(logs) - {label for label, _ in runs}
+    if orphans:  # before any model is loaded
+        raise SystemExit(f"--metrics for labels without a --run: {', '.join(sorted(orphans))}")
+    rows = [(label, run_metrics(path, args.coco, args.images, args.device, args.reevaluate, args.time_images,
+                                logs.get(label)))
+            for label, path in runs]
     markdown = table(rows)
     print(markdown)
     if args.out:
