@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup demo test test-slow lint fixtures package install-plugin clean
+.PHONY: setup demo test test-slow lint fixtures package install-plugin benchmark clean
 
 setup:
 	bash scripts/setup.sh
@@ -20,6 +20,11 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# Inference benchmark vs SAHI (README "Production-scale inference"): tens of minutes on a 2-core CPU.
+benchmark: setup
+	$(VENV)/bin/pip install -q -r requirements-bench.txt
+	$(PY) scripts/benchmark_inference.py --sizes 2000,8000,16000
 
 package: setup
 	$(PY) scripts/package_plugin.py
