@@ -89,6 +89,9 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance, map units")
     p.add_argument("--min-area", type=int, default=4, metavar="PIXELS",
                    help="semantic models: drop class regions smaller than this many pixels (default: %(default)s)")
+    p.add_argument("--duplicate-containment", type=float, default=0.8, metavar="FRACTION",
+                   help="instance models: drop a tile's detection lying this much inside a stronger one of its "
+                        "class (a half-object duplicate); above 1 keeps all (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--extent", metavar="XMIN,YMIN,XMAX,YMAX",
                    help="segment only this rectangle, in the raster's CRS units (pixels x,y if it has no CRS); "
@@ -183,7 +186,7 @@ def _segment(args: argparse.Namespace, reporter) -> int:
         mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
         simplify=args.simplify, min_area=args.min_area, extent=extent, tile_grid=args.tile_grid,
         resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance, value_range=value_range,
-        sar_input=args.sar_input,
+        sar_input=args.sar_input, duplicate_containment=args.duplicate_containment,
     )
     classes = [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes]
 

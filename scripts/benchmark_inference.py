@@ -6,11 +6,13 @@ For each size: a synthetic scene (scripts/make_large_scene.py, cached), then in 
 processes (so each peak RSS is its own): ``rsseg segment``'s pipeline with the shipped model, and the
 same model on the same tiles through ``sahi.predict.get_sliced_prediction`` (whole image in memory,
 one slice per forward pass, GREEDYNMM/IOS 0.5 merge, no full-image pass) followed by writing the same
-GeoPackage. Columns: megapixels per second, pipeline efficiency (sum of pure model forward time /
-end-to-end wall time), peak RSS, tiles, objects, SAHI wall, SAHI's model share (its forward time /
-its wall: with the same model on the same tiles no pipeline can beat SAHI by more than 1 / share),
-SAHI RSS and the ratios. Writes
-``benchmark.md`` and ``benchmark.json`` to --out-dir. SAHI is a benchmark-only dependency:
+GeoPackage. Columns: ships in the scene, tiles, megapixels per second, pipeline efficiency (sum of
+pure model forward time / end-to-end wall time), peak RSS, objects written and their recall /
+precision against the scene's ships (a feature is a hit when its centroid lies within a ship's half
+length of the ship's centre, ``make_large_scene.match_to_ships``), SAHI's wall, model share (its
+forward time / its wall: with the same model on the same tiles no pipeline can beat SAHI by more than
+1 / share), RSS, objects, recall / precision, and the ratios. Writes ``benchmark.md`` and
+``benchmark.json`` to --out-dir. SAHI is a benchmark-only dependency:
 ``pip install -r requirements-bench.txt`` (``make benchmark`` does it).
 """
 from __future__ import annotations
@@ -64,7 +66,7 @@ def run_sahi(scene: str, out: str, model: str, device: str, threads: int) -> dic
     import torch
     from sahi.models.torchvision import TorchVisionDetectionModel
     from sahi.predict import get_sliced_prediction
-    from shapely.geometry import Polygon
+    from shapely.geometry import MultiPolygon, Polygon
 
     from engine.normalise import normalise
     from engine.vector import VectorWriter
@@ -102,16 +104,16 @@ def run_sahi(scene: str, out: str, model: str, device: str, threads: int) -> dic
             postprocess_match_threshold=0.5, verbose=0)
     n = 0
     with VectorWriter(out, crs, layer_name="sahi") as writer:
-        for pred in result.object_prediction_list:
-            for ring in pred.mask.segmentation if pred.mask else []:
-                xy = np.asarray(ring, float).reshape(-1, 2)
-                if len(xy) < 3:
-                    continue
-                poly = Polygon([transform * (x, y) for x, y in xy])
-                writer.write(poly, {"class_id": pred.category.id, "class_name": pred.category.name,
-                                    "score": float(pred.score.value), "area_m2": poly.area, "n_tiles": 1,
-                                    "merged": 0, "model": label, "source": Path(scene).name})
-                n += 1
+        for pred in result.object_prediction_list:  # one feature per prediction, as ours writes
+            rings = [np.asarray(ring, float).reshape(-1, 2) for ring in (pred.mask.segmentation if pred.mask else [])]
+            polys = [Polygon([transform * (x, y) for x, y in xy]) for xy in rings if len(xy) >= 3]
+            if not polys:
+                continue
+            geom = polys[0] if len(polys) == 1 else MultiPolygon(polys)
+            writer.write(geom, {"class_id": pred.category.id, "class_name": pred.category.name,
+                                "score": float(pred.score.value), "area_m2": geom.area, "n_tiles": 1,
+                                "merged": 0, "model": label, "source": Path(scene).name})
+            n += 1
     wall = time.perf_counter() - start
     return {"wall_s": wall, "forward_s": forward["s"], "objects": n, "peak_rss_mb": _peak_rss_mb()}
 
@@ -127,25 +129,52 @@ def _worker(kind: str, scene: Path, out: Path, args: argparse.Namespace) -> dict
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def score_against_truth(vectors: Path, scene: Path, ships) -> dict:
+    """Features of `vectors` (centroid, score) matched to the scene's ships (make_large_scene.match_to_ships)."""
+    import fiona
+    import numpy as np
+    import rasterio
+    from shapely.geometry import shape
+
+    from scripts.make_large_scene import match_to_ships
+
+    with rasterio.open(scene) as ds:
+        to_pixel = ~ds.transform
+    centres, scores = [], []
+    with fiona.open(vectors) as src:
+        for feature in src:
+            point = shape(feature["geometry"]).centroid
+            col, row = to_pixel * (point.x, point.y)
+            centres.append((row, col))
+            scores.append(feature["properties"]["score"])
+    return match_to_ships(np.array(centres).reshape(-1, 2), np.array(scores), ships)
+
+
+def _truth_cell(run: dict) -> str:
+    truth = run.get("truth")
+    return f"{truth['recall']:.3f} / {truth['precision']:.3f}" if truth else "-"
+
+
 def _table(rows: list[dict], sahi: bool) -> str:
-    head = ["scene (px)", "tiles (run)", "MP/s", "efficiency", "peak RSS (MB)", "objects", "wall (s)"]
+    head = ["scene (px)", "ships", "tiles (run)", "MP/s", "efficiency", "peak RSS (MB)", "objects",
+            "recall / precision", "wall (s)"]
     if sahi:
-        head += ["SAHI wall (s)", "SAHI model share", "SAHI RSS (MB)", "SAHI objects", "speed-up vs SAHI",
-                 "SAHI / our RSS"]
+        head += ["SAHI wall (s)", "SAHI model share", "SAHI RSS (MB)", "SAHI objects", "SAHI recall / precision",
+                 "speed-up vs SAHI", "SAHI / our RSS"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         o = r["ours"]
-        cells = [f"{r['size']} x {r['size']}", f"{o['tiles']} ({o['tiles_run']})",
+        cells = [f"{r['size']} x {r['size']}", str(r.get("ships", "-")), f"{o['tiles']} ({o['tiles_run']})",
                  f"{r['megapixels'] / o['wall_s']:.2f}",
-                 f"{o['forward_s'] / o['wall_s']:.3f}", f"{o['peak_rss_mb']:.0f}", str(o["objects"]),
+                 f"{o['forward_s'] / o['wall_s']:.3f}", f"{o['peak_rss_mb']:.0f}", str(o["objects"]), _truth_cell(o),
                  f"{o['wall_s']:.1f}"]
         if sahi and "sahi" in r:
             s = r["sahi"]
             cells += [f"{s['wall_s']:.1f}", f"{s['forward_s'] / s['wall_s']:.3f}", f"{s['peak_rss_mb']:.0f}",
-                      str(s["objects"]),
+                      str(s["objects"]), _truth_cell(s),
                       f"{s['wall_s'] / o['wall_s']:.2f}x", f"{s['peak_rss_mb'] / o['peak_rss_mb']:.2f}"]
         elif sahi:
-            cells += ["-"] * 6
+            cells += ["-"] * 7
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -172,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run))
         return 0
 
-    from scripts.make_large_scene import write_synthetic_scene
+    from scripts.make_large_scene import scene_ships, write_synthetic_scene
 
     out_dir = Path(args.out_dir)
     (out_dir / "scenes").mkdir(parents=True, exist_ok=True)
@@ -182,12 +211,16 @@ def main(argv: list[str] | None = None) -> int:
         if not scene.exists():
             print(f"generating {scene} ...", file=sys.stderr)
             write_synthetic_scene(scene, size, seed=0, swath=args.swath)
-        row = {"size": size, "megapixels": size * size / 1e6}
-        print(f"{size}: ours ...", file=sys.stderr)
-        row["ours"] = _worker("ours", scene, out_dir / f"ours_{size}.gpkg", args)
+        ships = scene_ships(size, seed=0, swath=args.swath)
+        row = {"size": size, "megapixels": size * size / 1e6, "ships": len(ships)}
+        runs = [("ours", "ours")]
         if not args.no_sahi and size <= args.sahi_max_size:
-            print(f"{size}: SAHI ...", file=sys.stderr)
-            row["sahi"] = _worker("sahi", scene, out_dir / f"sahi_{size}.gpkg", args)
+            runs.append(("sahi", "SAHI"))
+        for kind, name in runs:
+            print(f"{size}: {name} ...", file=sys.stderr)
+            vectors = out_dir / f"{kind}_{size}.gpkg"
+            row[kind] = _worker(kind, scene, vectors, args)
+            row[kind]["truth"] = score_against_truth(vectors, scene, ships)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
     table = _table(rows, not args.no_sahi)

@@ -41,13 +41,54 @@ def _swath_valid(rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
     return np.abs(cols - centre) < 0.35 * size
 
 
-def write_synthetic_scene(path: str | Path, size: int, seed: int = 0, swath: bool = False) -> Path:
-    """Write the scene (see module docstring) and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _draw_ships(size: int, seed: int) -> tuple[np.ndarray, np.random.Generator]:
+    """The scene's ships sorted by row, and the generator that then draws its clutter."""
     rng = np.random.default_rng(seed)
     ships = _ships(size, rng)
-    ships = ships[np.argsort(ships[:, 0])]
+    return ships[np.argsort(ships[:, 0])], rng
+
+
+def scene_ships(size: int, seed: int = 0, swath: bool = False) -> np.ndarray:
+    """[N, 5] ground truth of ``write_synthetic_scene(_, size, seed, swath)``: centre row, centre col,
+    half length, half width (px), angle (rad); with ``swath``, only ships centred inside the strip."""
+    ships, _ = _draw_ships(size, seed)
+    if swath:
+        ships = ships[_swath_valid(ships[:, 0], ships[:, 1], size)]
+    return ships
+
+
+def match_to_ships(centres: np.ndarray, scores: np.ndarray, ships: np.ndarray) -> dict[str, float]:
+    """Count detections against the ships of a scene: in score order, each detection centre [M, 2]
+    (row, col px) takes the nearest unclaimed ship whose centre is within that ship's half length
+    (at least 4 px). Returns {"true", "false", "missed", "recall", "precision"}; ships overlapping
+    each other can be found as one, which counts as one hit and one miss."""
+    ships = np.asarray(ships, dtype=np.float64).reshape(-1, 5)
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+    reach = np.maximum(ships[:, 2], 4.0)
+    order = np.argsort(ships[:, 0])
+    rows = ships[order, 0]
+    claimed = np.zeros(len(ships), dtype=bool)
+    hits = 0
+    for k in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+        r, c = centres[k]
+        lo, hi = np.searchsorted(rows, [r - 25.0, r + 25.0])  # half lengths are at most 25 px
+        near = order[lo:hi]
+        near = near[~claimed[near]]
+        dist = np.hypot(ships[near, 0] - r, ships[near, 1] - c)
+        ok = dist <= reach[near]
+        if ok.any():
+            claimed[near[ok][np.argmin(dist[ok])]] = True
+            hits += 1
+    n_det, n_ship = len(centres), len(ships)
+    return {"true": hits, "false": n_det - hits, "missed": n_ship - hits,
+            "recall": hits / n_ship if n_ship else 1.0, "precision": hits / n_det if n_det else 1.0}
+
+
+def write_synthetic_scene(path: str | Path, size: int, seed: int = 0, swath: bool = False) -> Path:
+    """Write the scene (see module docstring) and return its path; its ships are ``scene_ships``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ships, rng = _draw_ships(size, seed)
     reach = ships[:, 2].max() + 1
     profile = dict(driver="GTiff", height=size, width=size, count=1, dtype="uint8", crs="EPSG:32631",
                    transform=Affine(PIXEL_M, 0, ORIGIN[0], 0, -PIXEL_M, ORIGIN[1]), tiled=True,

@@ -25,7 +25,7 @@ from shapely.geometry import mapping, shape
 from engine.errors import Cancelled, UserError
 from engine.inference.pipeline import Consumer, Producer
 from engine.inference.predictor import Predictor, tile_instances
-from engine.merge import StreamingMerger
+from engine.merge import StreamingMerger, suppress_nested_duplicates
 from engine.raster.input_values import InputScaling, apply_input_scaling, plan_input_scaling
 from engine.raster.source import GsdPolicy, RasterInfo, RasterSource
 from engine.raster.working_grid import accepted_gsd_range
@@ -46,6 +46,7 @@ class SegmentOptions:
     batch_size: int | None = None  # tiles per model call; None: 1 on CPU (fastest there), 8 on CUDA
     bands: list[int] | None = None  # 1-based raster bands fed to the model
     merge_threshold: float = 0.5  # intersection / smaller part for seam duplicates
+    duplicate_containment: float | None = 0.8  # drop a tile's detection this much inside a stronger one; None: keep
     min_area: int = 4  # semantic models: components of fewer pixels (working grid) are dropped
     simplify: float = 0.0  # polygon simplification tolerance, map units
     tile_grid: str | None = None  # optional QA output: the tile windows as polygons with their status
@@ -153,7 +154,8 @@ class _Vectoriser:
     def __call__(self, batch: _Batch) -> None:
         self.records.extend(TileRecord(t, "nodata", 0) for t in batch.skipped)
         for tile, output in zip(batch.tiles, batch.outputs or []):
-            found = tile_instances(output, tile, self.score_thr, self.mask_thr, self.area_bounds)
+            found = suppress_nested_duplicates(tile_instances(output, tile, self.score_thr, self.mask_thr,
+                                                              self.area_bounds), self.options.duplicate_containment)
             self.records.append(TileRecord(tile, "run", len(found)))
             self.merger.add(found)
         self.done += batch.size
