@@ -286,14 +286,19 @@ def split_component(instances: list[Instance], members: list[int],
     return sorted((sorted(p) for p in parts.values()), key=lambda g: g[0])
 
 
+NESTED_MIN_AREA_RATIO = 0.4  # a nested duplicate covers at least this fraction of the stronger mask's area
+
+
 def suppress_nested_duplicates(instances: list[Instance], containment: float = 0.8) -> list[Instance]:
     """Drop detections of one tile that are mostly inside a higher-scoring detection of the same class.
 
     A two-stage detector's box NMS (IoU 0.5) keeps a detection of half a ship next to the detection of
     the whole ship: their boxes overlap by less than half, but the half's mask lies inside the whole's.
-    In score order, an instance is dropped when ``|a & b| / |a|`` (``a`` the weaker instance) is at
-    least ``containment`` for a kept one. Distinct objects side by side overlap little and are kept.
-    ``containment`` None or above 1 disables it. Returns the kept instances in input order.
+    In score order, an instance ``a`` is dropped when, for a kept stronger ``b``, ``|a & b| / |a|`` is
+    at least ``containment`` and ``|a|`` is at least ``NESTED_MIN_AREA_RATIO`` of ``|b|``: a part of
+    the object, not a small object inside a blob that covers a cluster (storage tanks, vehicles).
+    Distinct objects side by side overlap little and are kept. ``containment`` None or above 1
+    disables it. Returns the kept instances in input order.
     """
     if containment is None or containment > 1.0:
         return list(instances)
@@ -306,7 +311,8 @@ def suppress_nested_duplicates(instances: list[Instance], containment: float = 0
         for k in kept:
             b = instances[k]
             box = _intersect(a.bbox, b.bbox) if b.class_id == a.class_id else None
-            if box is not None and area and np.count_nonzero(_crop(a, box) & _crop(b, box)) >= containment * area:
+            if (box is not None and area > 0 and area >= NESTED_MIN_AREA_RATIO * b.area
+                    and np.count_nonzero(_crop(a, box) & _crop(b, box)) >= containment * area):
                 duplicate = True
                 break
         if not duplicate:

@@ -4,19 +4,22 @@ import numpy as np
 import pytest
 
 from engine.merge import Instance, suppress_nested_duplicates
+from engine.merge.seams import NESTED_MIN_AREA_RATIO
 
 
 def _rect(class_id: int, r0: int, c0: int, h: int, w: int, score: float) -> Instance:
     return Instance(class_id, score, np.ones((h, w), dtype=bool), r0, c0, window=(0, 0, 100, 100))
 
 
-def _inside_fraction(a: Instance, b: Instance) -> float:
-    """|a & b| / |a| by painting both on a canvas (independent of the function under test)."""
+def _nested(a: Instance, b: Instance, containment: float = 0.8) -> bool:
+    """Whether `a` is a nested duplicate of `b`: |a & b| / |a| >= containment and |a| >= ratio * |b|,
+    computed by painting both on a canvas (independent of the function under test)."""
     canvas_a, canvas_b = np.zeros((200, 200), bool), np.zeros((200, 200), bool)
     for inst, canvas in ((a, canvas_a), (b, canvas_b)):
         r0, c0, r1, c1 = inst.bbox
         canvas[r0:r1, c0:c1] = inst.mask
-    return np.count_nonzero(canvas_a & canvas_b) / max(1, a.area)
+    inside = np.count_nonzero(canvas_a & canvas_b) / max(1, a.area)
+    return a.class_id == b.class_id and inside >= containment and a.area >= NESTED_MIN_AREA_RATIO * b.area
 
 
 def test_half_ship_inside_the_whole_ship_is_dropped() -> None:
@@ -39,6 +42,14 @@ def test_a_weaker_larger_detection_around_a_ship_is_kept() -> None:
     assert suppress_nested_duplicates([ship, blob]) == [ship, blob]
 
 
+def test_small_objects_inside_a_stronger_blob_over_their_cluster_are_kept() -> None:
+    """A storage tank (6 x 6) inside a stronger detection covering its whole cluster (30 x 30) is an
+    object of its own, not a part: it covers 4% of the blob, below NESTED_MIN_AREA_RATIO."""
+    blob = _rect(1, 10, 10, 30, 30, score=0.9)
+    tanks = [_rect(1, 12, 12, 6, 6, score=0.7), _rect(1, 30, 30, 6, 6, score=0.6)]
+    assert suppress_nested_duplicates([blob, *tanks]) == [blob, *tanks]
+
+
 def test_disabled_keeps_everything() -> None:
     whole, half = _rect(1, 10, 10, 8, 40, 0.95), _rect(1, 10, 10, 8, 20, 0.6)
     assert suppress_nested_duplicates([whole, half], None) == [whole, half]
@@ -59,10 +70,10 @@ def test_kept_set_properties(seed: int) -> None:
     kept_ids = {id(k) for k in kept}
     assert id(max(found, key=lambda i: i.score)) in kept_ids
     for a in kept:
-        assert all(_inside_fraction(a, b) < 0.8 for b in kept if b.class_id == a.class_id and b.score > a.score)
+        assert not any(_nested(a, b) for b in kept if b.score > a.score)
     for a in found:
         if id(a) not in kept_ids:
-            assert any(_inside_fraction(a, b) >= 0.8 for b in kept if b.class_id == a.class_id and b.score >= a.score)
+            assert any(_nested(a, b) for b in kept if b.score >= a.score)
 
 
 def test_segment_writes_one_polygon_per_object_despite_a_half_detection(tmp_path) -> None:
