@@ -24,7 +24,7 @@ test-slow: setup
 # Inference benchmark vs SAHI (README "Production-scale inference"): tens of minutes on a 2-core CPU.
 benchmark: setup
 	$(VENV)/bin/pip install -q -r requirements-bench.txt
-	$(PY) scripts/benchmark_inference.py --sizes 2000,8000,16000
+	$(PY) scripts/benchmark_inference.py --sizes 2000,8000,16000 --sahi-max-size 16000
 
 package: setup
 	$(PY) scripts/package_plugin.py
