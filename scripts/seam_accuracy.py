@@ -53,7 +53,7 @@ def polygons_to_results(path: Path, image_id: int, height: int, width: int) -> l
 
 
 def evaluate(predictor: Predictor, dataset: CocoInstanceDataset, tile_size: int | None, overlap: int,
-             bands: list[int], desc: str, containment: float | None = 0.8) -> tuple[dict, dict]:
+             bands: list[int], desc: str, containment: float | None) -> tuple[dict, dict]:
     """COCO metrics of one mode over the dataset, and tile statistics."""
     results: list[dict] = []
     tiles = merged = 0
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--bands", help="1-based image bands (default: 1..the model's band count)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--duplicate-containment", default="0.8",
+    parser.add_argument("--duplicate-containment", default=str(SegmentOptions.duplicate_containment),
                         help="drop a tile's detection this much inside a stronger one (SegmentOptions); 'none': keep")
     parser.add_argument("--out", help="JSON with both modes' metrics")
     args = parser.parse_args(argv)
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     tiled, tiled_stats = evaluate(predictor, dataset, args.tile_size, args.overlap, bands,
                                   f"tiles {args.tile_size}/{args.overlap}", containment)
     report = {"model": label, "coco": args.coco, "images": len(dataset), "tile_size": args.tile_size,
-              "duplicate_containment": containment,
-              "overlap": args.overlap, "whole": {**whole, **whole_stats}, "tiled": {**tiled, **tiled_stats},
+              "overlap": args.overlap, "duplicate_containment": containment,
+              "whole": {**whole, **whole_stats}, "tiled": {**tiled, **tiled_stats},
               "mask_AP_drop": round(whole["segm"]["AP"] - tiled["segm"]["AP"], 2)}
     print("| mode | tiles | mask AP | AP50 | AP75 | box AP | merged across seams |\n|---|---|---|---|---|---|---|")
     for name, m, s in (("whole image", whole, whole_stats), (f"tiles {args.tile_size}/{args.overlap}", tiled,

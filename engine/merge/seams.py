@@ -302,19 +302,17 @@ def suppress_nested_duplicates(instances: list[Instance], containment: float = 0
     """
     if containment is None or containment > 1.0:
         return list(instances)
-    order = sorted(range(len(instances)), key=lambda i: -instances[i].score)
+    areas = [inst.area for inst in instances]
+
+    def nested(i: int, k: int) -> bool:  # is instances[i] a part of the stronger instances[k]?
+        a, b = instances[i], instances[k]
+        if a.class_id != b.class_id or not 0 < areas[i] >= NESTED_MIN_AREA_RATIO * areas[k]:
+            return False
+        box = _intersect(a.bbox, b.bbox)
+        return box is not None and np.count_nonzero(_crop(a, box) & _crop(b, box)) >= containment * areas[i]
+
     kept: list[int] = []
-    for i in order:
-        a = instances[i]
-        area = a.area
-        duplicate = False
-        for k in kept:
-            b = instances[k]
-            box = _intersect(a.bbox, b.bbox) if b.class_id == a.class_id else None
-            if (box is not None and area > 0 and area >= NESTED_MIN_AREA_RATIO * b.area
-                    and np.count_nonzero(_crop(a, box) & _crop(b, box)) >= containment * area):
-                duplicate = True
-                break
-        if not duplicate:
+    for i in sorted(range(len(instances)), key=lambda i: -instances[i].score):
+        if not any(nested(i, k) for k in kept):
             kept.append(i)
     return [instances[i] for i in sorted(kept)]
