@@ -56,7 +56,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--crop-size", type=int, default=512)
-    p.add_argument("--scale-jitter", default="0.8,1.25", help="min,max resize factor")
+    p.add_argument("--scale-jitter", default="0.8,1.25", help="min,max resize factor (times --input-scale)")
+    p.add_argument("--input-scale", type=float, default=1.0, metavar="FACTOR",
+                   help="zoom the model works at: images resized by FACTOR in training, tiles at inference "
+                        "(2 for small SAR ships)")
+    p.add_argument("--sar-augment", action="store_true", help="gain, gamma and speckle jitter of SAR amplitude")
+    p.add_argument("--checkpoint-every", type=int, default=100, metavar="ITERS",
+                   help="save OUT/last.pt every ITERS iterations inside an epoch, for resume (0: epoch ends only)")
     p.add_argument("--max-iters-per-epoch", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
@@ -92,6 +98,8 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duplicate-containment", type=float, default=0.8, metavar="FRACTION",
                    help="instance models: drop a tile's detection lying this much inside a stronger one of its "
                         "class (a half-object duplicate); above 1 keeps all (default: %(default)s)")
+    p.add_argument("--input-scale", type=float, metavar="FACTOR",
+                   help="resize every tile by FACTOR before the model (default: the zoom the model was trained at)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--extent", metavar="XMIN,YMIN,XMAX,YMAX",
                    help="segment only this rectangle, in the raster's CRS units (pixels x,y if it has no CRS); "
@@ -119,7 +127,21 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", required=True, help="folder with the images")
     p.add_argument("--bands", help="comma-separated 1-based bands read from the images (default: the model's count)")
     p.add_argument("--out", help="metrics JSON (default: print only)")
+    p.add_argument("--input-scale", type=float, metavar="FACTOR",
+                   help="resize every image by FACTOR before the model (default: the zoom the model was trained at)")
     p.add_argument("--device", default="auto")
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="object precision, recall and F1 of a polygon layer against a reference layer")
+    p.add_argument("prediction", help="polygon layer to score (any vector file GDAL reads)")
+    p.add_argument("reference", help="reference (truth) polygon layer")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU for a hit, one-to-one (default: %(default)s)")
+    p.add_argument("--class-field", default="class_name", help="attribute holding the class (default: %(default)s)")
+    p.add_argument("--score-field", default="score", help="attribute ordering the predictions (default: %(default)s)")
+    p.add_argument("--prediction-layer", help="layer of a multi-layer prediction file")
+    p.add_argument("--reference-layer", help="layer of a multi-layer reference file")
+    p.add_argument("--out", help="write the scores as JSON")
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
@@ -151,6 +173,17 @@ def _value_range(text: str | None) -> tuple[float, float] | None:
     return (lo, hi)
 
 
+def _with_input_scale(label: str, ckpt, scale: float | None):
+    """(label, checkpoint) with `--input-scale` replacing the spec's trained zoom when given."""
+    if scale is None:
+        return label, ckpt
+    if not (0.1 <= scale <= 8.0):
+        raise UserError(f"--input-scale {scale}: give a factor between 0.1 and 8, e.g. --input-scale 2")
+    from dataclasses import replace
+
+    return label, replace(ckpt, spec=ckpt.spec.with_updates(input_scale=scale))
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from engine.progress import Reporter
 
@@ -179,7 +212,7 @@ def _segment(args: argparse.Namespace, reporter) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    label, ckpt = resolve_model(args.model or DEFAULT_MODEL)
+    label, ckpt = _with_input_scale(*resolve_model(args.model or DEFAULT_MODEL), args.input_scale)
     predictor = Predictor(ckpt, args.device)
     options = SegmentOptions(
         tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
@@ -211,7 +244,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.semantic.evaluate import evaluate_semantic_model
     from engine.zoo import resolve_model
 
-    label, ckpt = resolve_model(args.checkpoint)
+    label, ckpt = _with_input_scale(*resolve_model(args.checkpoint), args.input_scale)
     predictor = Predictor(ckpt, args.device)
     bands = _ints(args.bands) or list(range(1, ckpt.spec.bands + 1))
     dataset = CocoInstanceDataset(args.coco, args.images, ckpt.spec.normalisation, bands)
@@ -220,7 +253,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     evaluate = evaluate_semantic_model if ckpt.spec.task == "semantic" else evaluate_model
     with tqdm(total=len(dataset), desc="evaluate", unit="img", file=sys.stderr) as bar:
         metrics = evaluate(predictor.model, dataset, predictor.device,
-                           progress=lambda done, total: bar.update(done - bar.n))
+                           progress=lambda done, total: bar.update(done - bar.n), input_scale=ckpt.spec.input_scale)
     metrics = {"model": label, "coco": args.coco, **metrics}
     if "semantic" in metrics:
         _print_semantic_metrics(metrics["semantic"])
@@ -230,12 +263,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{kind:6}" + "".join(f"{v:8.1f}" if v is not None else f"{'n/a':>8}" for v in values))
     print(f"images: {metrics['images']}, {metrics['seconds_per_image'] * 1000:.0f} ms/image on {predictor.device}")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps(metrics, indent=2))
-        tmp.replace(out)
-        print(f"metrics written to {out}", file=sys.stderr)
+        _write_json(args.out, metrics)
     return 0
 
 
@@ -358,7 +386,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bands=n_bands,
         band_names=tuple(args.band_names.split(",")) if args.band_names else tuple(f"b{i + 1}" for i in range(n_bands)),
         normalisation=Normalisation(scale=args.scale, mean=_floats(args.mean), std=_floats(args.std), sar=sar),
-        gsd_m=args.gsd, tile_size=args.tile_size, overlap=args.overlap,
+        gsd_m=args.gsd, input_scale=args.input_scale, tile_size=args.tile_size, overlap=args.overlap,
         score_threshold=args.score_threshold, description=args.description,
     )
     jitter = _floats(args.scale_jitter)
@@ -369,7 +397,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=_ints(args.steps) or [], clip_grad=args.clip_grad, amp=not args.no_amp, seed=args.seed,
         workers=args.workers, eval_every=args.eval_every, crop_size=args.crop_size, min_scale=jitter[0],
         max_scale=jitter[1], max_iters_per_epoch=args.max_iters_per_epoch, device=args.device,
-        resume=not args.no_resume, threads=args.threads, init=args.init,
+        resume=not args.no_resume, threads=args.threads, init=args.init, checkpoint_every=args.checkpoint_every,
+        sar_augment=args.sar_augment,
     )
     best = Trainer(spec, cfg, log=lambda m: print(m, file=sys.stderr)).fit()
     print(f"trained: {best}", file=sys.stderr)
@@ -392,7 +421,29 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "split": cmd_split, "segment": cmd_segment, "evaluate": cmd_evaluate,
+def cmd_score(args: argparse.Namespace) -> int:
+    from engine.vector.score import format_score, score_files
+
+    score = score_files(args.prediction, args.reference, args.iou, args.class_field, args.score_field,
+                        args.prediction_layer, args.reference_layer)
+    print(format_score(score))
+    if args.out:
+        _write_json(args.out, {"prediction": args.prediction, "reference": args.reference, **score.to_dict()})
+    return 0
+
+
+def _write_json(path: str, data: dict) -> None:
+    """JSON written atomically (temp file + rename)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(out)
+    print(f"written to {out}", file=sys.stderr)
+
+
+COMMANDS = {"train": cmd_train, "score": cmd_score, "split": cmd_split, "segment": cmd_segment,
+            "evaluate": cmd_evaluate,
             "models": cmd_models, "info": cmd_info, "env": cmd_env}
 
 
@@ -403,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_split(sub)
+    _add_score(sub)
     _add_models(sub)
     _add_info(sub)
     _add_env(sub)

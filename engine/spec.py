@@ -57,6 +57,7 @@ class ModelSpec:
     normalisation: Normalisation = Normalisation()
     gsd_m: float = 1.0  # ground sample distance the model was trained at, metres per pixel
     gsd_range_m: tuple[float, float] | None = None  # raster GSDs taken as is (None: gsd_m within the tolerance)
+    input_scale: float = 1.0  # tiles are resized by this factor before the model (trained at this zoom)
     tile_size: int = 512
     overlap: int = 128
     score_threshold: float = 0.5

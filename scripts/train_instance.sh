@@ -10,7 +10,10 @@
 # Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 1), THREADS (default 1),
 #      PROBE=N (speed probe: N iterations, no validation, into RUNS/probe_DATASET_MODEL),
 #      LR (SGD learning rate, default 0.01), DEVICE (default auto), WORKERS (data-loading processes, default 1),
-#      RSSEG (the CLI, default .venv/bin/rsseg; "python3 -m engine" where the engine is on the path).
+#      RSSEG (the CLI, default .venv/bin/rsseg; "python3 -m engine" where the engine is on the path),
+#      TRUNK (efficientnet_lite0 | efficientnet_lite2, default lite0), FROZEN (trunk blocks frozen, default 3),
+#      SCALE (input zoom, default 1), JITTER (scale jitter min,max around SCALE, default 0.8,1.25),
+#      AUG (1: SAR gain/gamma/speckle augmentation, default 0).
 # Each run resumes from RUNS/DATASET_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +26,11 @@ LR=${LR:-0.01}
 DEVICE=${DEVICE:-auto}
 WORKERS=${WORKERS:-1}
 RSSEG=${RSSEG:-.venv/bin/rsseg}
+TRUNK=${TRUNK:-efficientnet_lite0}
+FROZEN=${FROZEN:-3}
+SCALE=${SCALE:-1}
+JITTER=${JITTER:-0.8,1.25}
+AUG=${AUG:-0}
 DATASET=${1:?usage: $0 ssdd|nwpu MODEL}
 MODEL=${2:?usage: $0 ssdd|nwpu mask_rcnn|hq_isnet|hq_isnet_v1|hq_isnet_fpn|cascade|hq_isnet_hrnet|solov2|solov2_dcn|facenet|facenet_nodcn}
 case "$DATASET" in
@@ -42,16 +50,18 @@ SPLIT=$RUNS/splits/$DATASET
 common=(--coco "$SPLIT/train.json" --images "$DATA/$folder/images" "${input[@]}"
         --epochs "$EPOCHS" --batch-size 2 --crop-size 512 --lr "$LR" --warmup-iters 100
         --schedule cosine --eval-every 0 --seed 0 --threads "$THREADS" --workers "$WORKERS" --device "$DEVICE"
-        --tile-size 512 --overlap 128 --score-threshold 0.5)
-LITE0=(--backbone efficientnet_lite0 --pretrained)
+        --tile-size 512 --overlap 128 --score-threshold 0.5 --input-scale "$SCALE" --scale-jitter "$JITTER")
+[ "$AUG" = 1 ] && common+=(--sar-augment)
+LITE0=(--backbone "$TRUNK" --pretrained)
 # Slim heads shared by every R-CNN row (the shipped Mask R-CNN's settings).
-RCNN='"frozen_blocks": 3, "anchor_sizes": [16, 32, 64, 128, 256], "fpn_channels": 128, "representation_size": 512,
+# Detection limits for crowded anchorages: 1000 proposals and 300 detections per tile.
+RCNN='"frozen_blocks": '$FROZEN', "anchor_sizes": [16, 32, 64, 128, 256], "fpn_channels": 128, "representation_size": 512,
       "mask_head_channels": 128, "box_batch_size_per_image": 256, "rpn_pre_nms_top_n_train": 1000,
-      "rpn_post_nms_top_n_train": 1000, "rpn_post_nms_top_n_test": 500'
+      "rpn_post_nms_top_n_train": 1000, "rpn_post_nms_top_n_test": 1000, "detections_per_img": 300'
 # SOLOv2 at the same width (FPN 128), with the light head (256 channels) of the SOLOv2 paper, and a signed
 # mask feature (GroupNorm, no ReLU): with non-negative features the dynamic kernels can push every mask
 # logit down at once, and FACENet's Dice loss got stuck at its maximum within 20 iterations.
-SOLO='"frozen_blocks": 3, "fpn_channels": 128, "head_channels": 256, "mask_feature_channels": 128, "mask_channels": 128,
+SOLO='"frozen_blocks": '$FROZEN', "fpn_channels": 128, "head_channels": 256, "mask_feature_channels": 128, "mask_channels": 128,
       "mask_feature_relu": false'
 out=$RUNS/${DATASET}_$MODEL${RUN_SUFFIX:-}
 if [ "$PROBE" -gt 0 ]; then

@@ -107,6 +107,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         normalisation: Normalisation,
         bands: list[int] | None = None,
         transforms: Callable[[Sample], Sample] | None = None,
+        radiometric: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.index = read_coco(coco_file)
         self.images_dir = Path(images_dir)
@@ -115,6 +116,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         self.normalisation = normalisation
         self.bands = bands
         self.transforms = transforms
+        self.radiometric = radiometric  # [C,H,W] values in [0, 1] -> same, before mean/std (e.g. SarAugment)
+        self.sample_seed: int | None = None  # set: item i's augmentation draws depend on (sample_seed, i) only
 
     def __len__(self) -> int:
         return len(self.index.images)
@@ -141,8 +144,14 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         return image, {"masks": masks, "labels": labels}
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        if self.sample_seed is not None:  # same draws whichever worker or position loads item i (exact resume)
+            np.random.seed((self.sample_seed * 1_000_003 + i) % 2**32)
         image, target = self.load_raw(i)
         image = normalise(image, self.normalisation)
+        if self.radiometric is not None:
+            mean, std = (np.asarray(v, np.float32).reshape(-1, 1, 1)
+                         for v in (self.normalisation.mean, self.normalisation.std))
+            image = (self.radiometric(image * std + mean) - mean) / std
         if self.transforms is not None:
             image, target = self.transforms((image, target))
         keep = target["masks"].any(axis=(1, 2))  # [N] bool; works for N == 0

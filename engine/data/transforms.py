@@ -109,3 +109,33 @@ class RandomCrop:
 def training_transforms(crop_size: int = 512, min_scale: float = 0.8, max_scale: float = 1.25) -> Compose:
     """The default augmentation: flips, 90-degree rotations, scale jitter, crop."""
     return Compose([RandomFlip(), RandomRot90(), ScaleJitter(min_scale, max_scale), RandomCrop(crop_size)])
+
+
+@dataclass(frozen=True)
+class SarAugment:
+    """Radiometric jitter of SAR amplitude in [0, 1] units, so a model trained on one sensor carries to others.
+
+    Each image, independently with probability `p` per step:
+    - gain: x * g, g log-uniform in `gain` (scenes differ in calibration and 8-bit scaling by several x);
+    - gamma: x ** y, y log-uniform in `gamma` (linear vs square-root vs log-like amplitude stretches);
+    - speckle: x * n, n ~ Gamma(L, 1/L) (mean 1) with L uniform in `looks` (multiplicative, fully developed).
+    Output clipped to [0, 1]. `__call__(image [C,H,W] float32 in [0,1], rng) -> same shape`.
+    """
+
+    gain: tuple[float, float] = (0.5, 4.0)
+    gamma: tuple[float, float] = (0.6, 1.6)
+    looks: tuple[float, float] = (2.0, 16.0)
+    p: float = 0.5
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        rng = _rng(rng)
+        x = image.astype(np.float32, copy=True)
+        if rng.random() < self.p:
+            x *= float(np.exp(rng.uniform(np.log(self.gain[0]), np.log(self.gain[1]))))
+        if rng.random() < self.p:
+            np.clip(x, 0.0, 1.0, out=x)
+            x **= float(np.exp(rng.uniform(np.log(self.gamma[0]), np.log(self.gamma[1]))))
+        if rng.random() < self.p:
+            looks = float(rng.uniform(*self.looks))
+            x *= rng.gamma(looks, 1.0 / looks, size=x.shape).astype(np.float32)
+        return np.clip(x, 0.0, 1.0, out=x)

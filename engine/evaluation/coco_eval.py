@@ -18,6 +18,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from engine.data.coco import CocoInstanceDataset
+from engine.models.scaling import forward_scaled
 from engine.normalise import normalise
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -83,8 +84,10 @@ def evaluate_model(
     dataset: CocoInstanceDataset,
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    input_scale: float = 1.0,
 ) -> dict[str, Any]:
-    """Run `model` over every image of `dataset` (no augmentation) and compute COCO metrics.
+    """Run `model` over every image of `dataset` (no augmentation; each image resized by `input_scale`, the
+    model's trained zoom, and its output mapped back) and compute COCO metrics.
 
     Returns {"bbox": {...}, "segm": {...}, "images": n, "seconds_per_image": s}.
     """
@@ -96,7 +99,7 @@ def evaluate_model(
         raw, _ = dataset.load_raw(i)
         image = torch.from_numpy(normalise(raw, dataset.normalisation)).to(device)
         start = time.perf_counter()
-        output = model([image])[0]
+        output = forward_scaled(model, [image], input_scale)[0]
         elapsed += time.perf_counter() - start
         results.extend(detections_to_coco(i + 1, output))
         if progress:

@@ -16,6 +16,7 @@ from engine.device import pick_device
 from engine.errors import UserError
 from engine.merge import Instance
 from engine.models import build_model
+from engine.models.scaling import forward_scaled
 from engine.spec import ModelSpec
 from engine.tiling import Tile
 
@@ -65,7 +66,7 @@ class Predictor:
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
         with torch.autocast(self.device.type, enabled=cuda):
-            outputs = self.model(tensors)
+            outputs = forward_scaled(self.model, tensors, self.spec.input_scale)
         if cuda:
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - start

@@ -14,6 +14,7 @@ import torch
 
 from engine.data.coco import CocoInstanceDataset
 from engine.evaluation.coco_eval import coco_metrics, ground_truth_coco
+from engine.models.scaling import forward_scaled
 from engine.normalise import normalise
 from engine.semantic.data import class_map
 from engine.semantic.metrics import components_to_coco, confusion_matrix, semantic_scores
@@ -25,6 +26,7 @@ def evaluate_semantic_model(
     dataset: CocoInstanceDataset,
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    input_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Run `model` (eval output [{"probs": [K+1,H,W]}]) over every image of `dataset`, no augmentation.
 
@@ -41,7 +43,7 @@ def evaluate_semantic_model(
         raw, target = dataset.load_raw(i)
         image = torch.from_numpy(normalise(raw, dataset.normalisation)).to(device)
         start = time.perf_counter()
-        probs = model([image])[0]["probs"]
+        probs = forward_scaled(model, [image], input_scale)[0]["probs"]
         elapsed += time.perf_counter() - start
         probs = probs.float().cpu().numpy()
         if probs.shape != (len(names), *raw.shape[1:]):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from engine.data.coco import CocoInstanceDataset, collate
-from engine.data.transforms import training_transforms
+from engine.data.transforms import SarAugment, training_transforms
 from engine.device import pick_device
 from engine.errors import UserError
 from engine.evaluation.coco_eval import evaluate_model
@@ -62,6 +62,8 @@ class TrainConfig:
     resume: bool = True  # continue from out_dir/last.pt when present
     threads: int = 0  # CPU threads for torch; 0 = all cores
     init: str | None = None  # checkpoint whose weights start the run (not used when resuming)
+    checkpoint_every: int = 100  # iterations between last.pt saves inside an epoch (0: at epoch ends only)
+    sar_augment: bool = False  # gain, gamma and speckle jitter of SAR amplitude (engine.data.transforms.SarAugment)
 
 
 def seed_everything(seed: int) -> None:
@@ -121,9 +123,11 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.semantic = spec.task == "semantic"
         dataset_type = CocoSemanticDataset if self.semantic else CocoInstanceDataset
+        zoom = spec.input_scale  # scale jitter is around the zoom the model works at
         self.train_set = dataset_type(
             cfg.coco, cfg.images, spec.normalisation, cfg.bands,
-            training_transforms(cfg.crop_size, cfg.min_scale, cfg.max_scale),
+            training_transforms(cfg.crop_size, cfg.min_scale * zoom, cfg.max_scale * zoom),
+            radiometric=SarAugment() if cfg.sar_augment else None,
         )
         self.val_set = (CocoInstanceDataset(cfg.val_coco, cfg.val_images or cfg.images, spec.normalisation, cfg.bands)
                         if cfg.val_coco else None)
@@ -136,6 +140,7 @@ class Trainer:
         self.use_amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch, self.iteration, self.best_score = 0, 0, -1.0  # best validation mIoU or mask AP
+        self.batch_in_epoch = 0  # batches of the current epoch already trained (resume point)
         self.history: list[dict[str, Any]] = []
         self.started = time.monotonic()  # wall clock of this process, for elapsed_s in the log
         last = self.out / "last.pt"
@@ -145,11 +150,16 @@ class Trainer:
             target = load_initial_weights(self.model, cfg.init)
             self.log(f"initial weights from {cfg.init} -> {target}")
 
-    def _loader(self) -> torch.utils.data.DataLoader:
-        g = torch.Generator().manual_seed(self.cfg.seed + self.epoch)
+    def _loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
+        """This epoch's batches from `start_batch` on. The order is a seeded permutation per epoch and every
+        item's augmentation is seeded by (seed, epoch, item), so a resumed epoch sees exactly the same data."""
+        epoch_seed = self.cfg.seed * 100_003 + self.epoch
+        order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(epoch_seed)).tolist()
+        self.train_set.sample_seed = epoch_seed
         return torch.utils.data.DataLoader(
-            self.train_set, batch_size=self.cfg.batch_size, shuffle=True, generator=g, collate_fn=collate,
-            num_workers=self.cfg.workers, worker_init_fn=_worker_init, persistent_workers=False,
+            self.train_set, batch_size=self.cfg.batch_size, sampler=order[start_batch * self.cfg.batch_size:],
+            collate_fn=collate, num_workers=self.cfg.workers, worker_init_fn=_worker_init, persistent_workers=False,
+            generator=torch.Generator().manual_seed(epoch_seed),  # workers' base seed: keeps torch's global RNG
         )
 
     def _iters_per_epoch(self) -> int:
@@ -163,8 +173,15 @@ class Trainer:
         if "optimizer" in state:
             self.optim.load_state_dict(state["optimizer"])
         self.epoch, self.iteration = state.get("epoch", 0), state.get("iteration", 0)
+        self.batch_in_epoch = state.get("batch_in_epoch", 0)
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        if "scaler" in state and self.use_amp:
+            self.scaler.load_state_dict(state["scaler"])
         self.best_score = state.get("best_score", state.get("best_ap", -1.0))  # best_ap: older runs
         self.history = json.loads(state.get("history", "[]"))
+        # records logged after this checkpoint (a run killed between saves) are trained again: drop them
+        (self.out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.history))
         self.log(f"resumed from {path} at epoch {self.epoch}, iteration {self.iteration}")
 
     def _provenance(self) -> dict[str, Any]:
@@ -178,7 +195,9 @@ class Trainer:
         state = None
         if with_state:
             state = {"optimizer": self.optim.state_dict(), "epoch": self.epoch, "iteration": self.iteration,
-                     "best_score": self.best_score, "history": json.dumps(self.history)}
+                     "batch_in_epoch": self.batch_in_epoch, "torch_rng": torch.get_rng_state(),
+                     "scaler": self.scaler.state_dict(), "best_score": self.best_score,
+                     "history": json.dumps(self.history)}
         ckpt = Checkpoint(self.spec, self.model.state_dict(), self._provenance(), metrics, state)
         return save_checkpoint(ckpt, self.out / name)
 
@@ -187,15 +206,18 @@ class Trainer:
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def train_one_epoch(self) -> float:
+    def train_one_epoch(self, stop_at: int | None = None) -> float:
+        """Train the rest of the current epoch (from `batch_in_epoch`); save last.pt every `checkpoint_every`
+        iterations. Returns early, after saving, once the global iteration reaches `stop_at`."""
         self.model.train()
-        total_iters = self._iters_per_epoch() * self.cfg.epochs
-        steps_iters = [s * self._iters_per_epoch() for s in self.cfg.steps]
+        per_epoch = self._iters_per_epoch()
+        total_iters = per_epoch * self.cfg.epochs
+        steps_iters = [s * per_epoch for s in self.cfg.steps]
         running = 0.0
-        bar = tqdm(self._loader(), total=self._iters_per_epoch(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+        bar = tqdm(total=per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
                    dynamic_ncols=True, leave=True)
-        for k, (images, targets) in enumerate(bar):
-            if k >= self._iters_per_epoch():
+        for k, (images, targets) in enumerate(self._loader(self.batch_in_epoch), start=self.batch_in_epoch):
+            if k >= per_epoch:
                 break
             factor = lr_factor(self.iteration, total_iters, self.cfg.warmup_iters, self.cfg.schedule, steps_iters)
             for group in self.optim.param_groups:
@@ -214,27 +236,41 @@ class Trainer:
             self.scaler.step(self.optim)
             self.scaler.update()
             self.iteration += 1
-            running = loss.item() if k == 0 else 0.9 * running + 0.1 * loss.item()
+            self.batch_in_epoch = k + 1
+            running = loss.item() if not running else 0.9 * running + 0.1 * loss.item()
+            bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}", lr=f"{self.cfg.lr * factor:.2e}")
             if self.iteration % 20 == 0:
                 self._write_log({"type": "train", "epoch": self.epoch, "iteration": self.iteration,
                                  "lr": self.cfg.lr * factor, "loss": loss.item(),
                                  "elapsed_s": round(time.monotonic() - self.started, 2),
                                  **{n: round(v.item(), 5) for n, v in losses.items()}})
+            stopping = stop_at is not None and self.iteration >= stop_at
+            if stopping or (self.cfg.checkpoint_every and self.iteration % self.cfg.checkpoint_every == 0
+                            and self.batch_in_epoch < per_epoch):
+                self._save("last.pt", {"train_loss": round(running, 5)}, with_state=True)
+            if stopping:
+                break
         bar.close()
         return running
 
-    def fit(self) -> Path:
-        """Train the remaining epochs; returns the path of best.pt (validation mIoU or mask AP) or last.pt."""
+    def fit(self, stop_at: int | None = None) -> Path:
+        """Train the remaining epochs; returns the path of best.pt (validation mIoU or mask AP) or last.pt.
+
+        `stop_at`: return after that many iterations in all, with last.pt saved there (a later fit resumes)."""
         while self.epoch < self.cfg.epochs:
-            loss = self.train_one_epoch()
+            loss = self.train_one_epoch(stop_at)
+            if self.batch_in_epoch < self._iters_per_epoch():
+                return self.out / "last.pt"  # stopped inside the epoch
             self.epoch += 1
+            self.batch_in_epoch = 0
             metrics: dict[str, Any] = {"train_loss": round(loss, 5)}
             evaluate_now = self.val_set is not None and (
                 self.epoch == self.cfg.epochs or (self.cfg.eval_every and self.epoch % self.cfg.eval_every == 0))
             if evaluate_now:
                 evaluate = evaluate_semantic_model if self.semantic else evaluate_model
-                metrics["val"] = evaluate(self.model, self.val_set, self.device)
+                metrics["val"] = evaluate(self.model, self.val_set, self.device, input_scale=self.spec.input_scale)
+                self.model.train()
                 score, score_name = validation_score(metrics["val"])
                 mask_ap = f", mask AP {metrics['val']['segm']['AP']:.2f}" if self.semantic else ""
                 self.log(f"epoch {self.epoch}: val {score_name} {score:.2f}{mask_ap}, "
@@ -245,6 +281,8 @@ class Trainer:
                 self._save("best.pt", metrics, with_state=False)
             self._save("last.pt", metrics, with_state=True)
             plot_loss_curve(self.out / "log.jsonl", self.out / "loss.png")
+            if stop_at is not None and self.iteration >= stop_at:
+                break
         best = self.out / "best.pt"
         return best if best.is_file() else self.out / "last.pt"
 

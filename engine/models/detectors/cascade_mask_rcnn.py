@@ -24,7 +24,9 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
-from engine.models.backbones.hrnet import HRNET_WIDTHS, HRNetFeatures
+from engine.models.backbones import HRNetOptions
+from engine.models.backbones import build_trunk as make_trunk
+from engine.models.backbones.hrnet import HRNET_WIDTHS
 from engine.models.detectors.cascade_heads import (
     MASK_FLOWS,
     AlignedMultiScaleRoIAlign,
@@ -34,7 +36,7 @@ from engine.models.detectors.cascade_heads import (
 )
 from engine.models.detectors.mask_rcnn import BACKBONES as MASK_RCNN_BACKBONES
 from engine.models.detectors.mask_rcnn import DEFAULT_CONFIG as MASK_RCNN_CONFIG
-from engine.models.detectors.mask_rcnn import BackboneWithFPN, _NoResizeTransform, build_backbone
+from engine.models.detectors.mask_rcnn import BackboneWithFPN, _NoResizeTransform
 from engine.models.necks.hrfpn import BackboneWithHRFPN
 from engine.spec import ModelSpec
 
@@ -72,15 +74,8 @@ def merged_config(spec: ModelSpec, defaults: dict[str, Any]) -> dict[str, Any]:
 
 def build_trunk(cfg: dict[str, Any], bands: int) -> tuple[nn.Module, list[int]]:
     """Backbone trunk returning {"c2".."c5"} (strides 4..32) and its channel counts."""
-    name = cfg["backbone"]
-    if name not in HRNET_WIDTHS:
-        return build_backbone(cfg, bands)
-    if cfg["pretrained"]:
-        raise ValueError(f"no pretrained weights for '{name}' ship offline; train it from scratch "
-                         "(drop --pretrained) or use efficientnet_lite0")
-    body = HRNetFeatures(HRNET_WIDTHS[name], bands, int(cfg["hrnet_blocks"]), list(cfg["hrnet_modules"]),
-                         cfg["hrnet_norm"])
-    return body, body.out_channels
+    hrnet = HRNetOptions(int(cfg["hrnet_blocks"]), tuple(cfg["hrnet_modules"]), cfg["hrnet_norm"])
+    return make_trunk(cfg["backbone"], bands, bool(cfg["pretrained"]), int(cfg["frozen_blocks"]), hrnet=hrnet)
 
 
 def _rpn(cfg: dict[str, Any], channels: int) -> RegionProposalNetwork:

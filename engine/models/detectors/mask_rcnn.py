@@ -18,14 +18,13 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from engine.models.backbones.efficientnet_lite import EfficientNetLite0Features, load_imagenet_weights
-from engine.models.backbones.resnet import ResNetFeatures
+from engine.models.backbones import LITE_VARIANTS, RESNETS, build_trunk
 from engine.spec import ModelSpec
 
 DEFAULT_CONFIG: dict[str, Any] = {
-    "backbone": "resnet18",  # resnet18 | resnet50 | efficientnet_lite0
-    "pretrained": False,  # ImageNet weights (efficientnet_lite0 only: none other ship offline)
-    "frozen_blocks": 0,  # efficientnet_lite0: freeze stem + this many blocks
+    "backbone": "resnet18",  # resnet18 | resnet50 | efficientnet_lite0 | efficientnet_lite2
+    "pretrained": False,  # ImageNet weights (efficientnet_lite0/2 only: none other ship offline)
+    "frozen_blocks": 0,  # efficientnet_lite*: freeze stem + this many blocks
     "fpn_channels": 256,
     "fpn_norm": "gn",  # gn | none
     "anchor_sizes": [32, 64, 128, 256, 512],  # pixels, one per level P2..P6
@@ -43,7 +42,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "detections_per_img": 100,
 }
 
-BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0")
+BACKBONES = (*RESNETS, *LITE_VARIANTS)
 
 
 class _NoResizeTransform(GeneralizedRCNNTransform):
@@ -71,21 +70,10 @@ class BackboneWithFPN(nn.Module):
 
 
 def build_backbone(cfg: dict[str, Any], bands: int) -> tuple[nn.Module, list[int]]:
-    """Trunk module returning C2..C5, and its channel counts."""
-    name = cfg["backbone"]
-    if name in ("resnet18", "resnet50"):
-        if cfg["pretrained"]:
-            raise ValueError(f"no pretrained weights for '{name}' ship offline; train it from scratch "
-                             "(drop --pretrained) or use efficientnet_lite0")
-        body = ResNetFeatures(int(name[6:]), bands)
-        return body, body.out_channels
-    if name == "efficientnet_lite0":
-        body = EfficientNetLite0Features(bands, frozen_blocks=int(cfg["frozen_blocks"]))
-        if cfg["pretrained"]:
-            load_imagenet_weights(body)
-        body.freeze()
-        return body, body.out_channels
-    raise ValueError(f"unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
+    """Trunk module returning C2..C5, and its channel counts (engine.models.backbones.build_trunk)."""
+    if cfg["backbone"] not in BACKBONES:
+        raise ValueError(f"unknown backbone '{cfg['backbone']}'; choose one of {', '.join(BACKBONES)}")
+    return build_trunk(cfg["backbone"], bands, bool(cfg["pretrained"]), int(cfg["frozen_blocks"]))
 
 
 def merged_config(spec: ModelSpec) -> dict[str, Any]:

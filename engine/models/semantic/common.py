@@ -26,12 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 
-from engine.models.backbones.efficientnet_lite import EfficientNetLite0Features, load_imagenet_weights
-from engine.models.backbones.resnet import ResNetFeatures
+from engine.models.backbones import LITE_VARIANTS, RESNETS, build_trunk
 from engine.semantic import IGNORE_INDEX
 from engine.spec import ModelSpec
 
-TRUNKS = ("resnet18", "resnet50", "efficientnet_lite0")
+TRUNKS = (*RESNETS, *LITE_VARIANTS)
 NORMS = ("gn", "bn")
 
 
@@ -110,15 +109,7 @@ class TrunkFPN(nn.Module):
         super().__init__()
         if backbone not in TRUNKS:
             raise ValueError(f"unknown backbone '{backbone}'; choose one of {', '.join(TRUNKS)}")
-        if backbone == "efficientnet_lite0":
-            self.body = EfficientNetLite0Features(bands)
-            if pretrained:
-                load_imagenet_weights(self.body)
-        elif pretrained:
-            raise ValueError(f"no pretrained weights for '{backbone}' ship offline; train it from scratch "
-                             "(drop --pretrained) or use --backbone efficientnet_lite0")
-        else:
-            self.body = ResNetFeatures(int(backbone[6:]), bands, norm=norm)
+        self.body, _ = build_trunk(backbone, bands, pretrained, norm=norm)
         self.fpn = FeaturePyramidNetwork(self.body.out_channels, channels)
         self.out_channels = channels
         self.c5_channels = self.body.out_channels[-1]

@@ -1,0 +1,77 @@
+"""`rsseg score`: one-to-one matching of hand-made polygons, CRS reprojection, empty layers."""
+
+import json
+
+import fiona
+import pytest
+from fiona.crs import CRS
+from rasterio.warp import transform_geom
+from shapely.geometry import box, mapping
+
+from engine.cli import main
+from engine.vector.score import match_polygons, read_polygons, score_files
+
+SCHEMA = {"geometry": "Polygon", "properties": {"class_name": "str", "score": "float"}}
+
+
+def _write(path, features, crs="EPSG:32631") -> str:
+    with fiona.open(path, "w", driver="GPKG", schema=SCHEMA, crs=CRS.from_user_input(crs)) as dst:
+        for geom, name, score in features:
+            dst.write({"geometry": geom, "properties": {"class_name": name, "score": score}})
+    return str(path)
+
+
+X0, Y0 = 500000.0, 5700000.0
+TRUTH = [(mapping(box(X0 + 10 * i, Y0, X0 + 10 * i + 8, Y0 + 8)), "ship", 1.0) for i in range(4)]
+TRUTH.append((mapping(box(X0, Y0 + 50, X0 + 20, Y0 + 70)), "tank", 1.0))
+
+
+def test_known_matching(tmp_path) -> None:
+    truth = _write(tmp_path / "truth.gpkg", TRUTH)
+    pred = _write(tmp_path / "pred.gpkg", [
+        (mapping(box(X0, Y0, X0 + 8, Y0 + 8)), "ship", 0.9),  # exact hit on ship 0
+        (mapping(box(X0 + 1, Y0, X0 + 9, Y0 + 8)), "ship", 0.8),  # duplicate of ship 0: a false alarm
+        (mapping(box(X0 + 11, Y0, X0 + 19, Y0 + 8)), "ship", 0.95),  # IoU 7/9 with ship 1: hit
+        (mapping(box(X0 + 24, Y0, X0 + 32, Y0 + 8)), "ship", 0.7),  # IoU 4/12 with ship 2: below 0.5
+        (mapping(box(X0, Y0 + 50, X0 + 20, Y0 + 70)), "ship", 0.6),  # right place, wrong class
+        (mapping(box(X0 + 500, Y0, X0 + 510, Y0 + 10)), "tank", 0.5),  # nothing there
+    ])
+    score = score_files(pred, truth, iou=0.5)
+    overall = score.to_dict()["overall"]
+    assert (overall["tp"], overall["fp"], overall["fn"]) == (2, 4, 3)
+    assert overall["precision"] == pytest.approx(2 / 6, abs=1e-4) and overall["recall"] == pytest.approx(2 / 5)
+    assert overall["f1"] == pytest.approx(2 * 2 / (2 * 2 + 4 + 3), abs=1e-4)
+    per_class = score.to_dict()["per_class"]
+    assert (per_class["ship"]["tp"], per_class["ship"]["fp"], per_class["ship"]["fn"]) == (2, 3, 2)
+    assert (per_class["tank"]["tp"], per_class["tank"]["fp"], per_class["tank"]["fn"]) == (0, 1, 1)
+    assert sorted((p, r) for p, r, _ in score.matches) == [(0, 0), (2, 1)]  # the 0.9 one took ship 0 first
+    # a lower IoU bar turns the 4/12 overlap into a hit
+    assert score_files(pred, truth, iou=0.3).by_class["all"].tp == 3
+
+
+def test_prediction_in_another_crs_is_reprojected(tmp_path) -> None:
+    truth = _write(tmp_path / "truth.gpkg", TRUTH)
+    in_degrees = [(transform_geom("EPSG:32631", "EPSG:4326", g), n, s) for g, n, s in TRUTH]
+    pred = _write(tmp_path / "pred.gpkg", in_degrees, crs="EPSG:4326")
+    assert read_polygons(pred).crs != read_polygons(truth).crs
+    score = score_files(pred, truth)
+    assert score.by_class["all"].tp == 5 and score.by_class["all"].fp == 0
+    assert min(i for _, _, i in score.matches) > 0.99
+
+
+def test_empty_prediction_layer_and_cli_json(tmp_path, capsys) -> None:
+    truth = _write(tmp_path / "truth.gpkg", TRUTH)
+    pred = _write(tmp_path / "empty.gpkg", [])
+    out = tmp_path / "score.json"
+    assert main(["score", pred, truth, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recall" in printed and "all" in printed
+    data = json.loads(out.read_text())
+    assert data["overall"] == {"tp": 0, "fp": 0, "fn": 5, "precision": None, "recall": 0.0, "f1": 0.0}
+    assert main(["score", str(tmp_path / "missing.gpkg"), truth]) == 2
+
+
+def test_layers_without_a_class_field_score_as_one_class(tmp_path) -> None:
+    truth = read_polygons(_write(tmp_path / "truth.gpkg", TRUTH[:2]))
+    pred = read_polygons(_write(tmp_path / "pred.gpkg", [(g, "", 1.0) for g, _, _ in TRUTH[:2]]))
+    assert match_polygons(pred, truth).by_class["all"].tp == 2
