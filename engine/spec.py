@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 SPEC_VERSION = 1
+IGNORE_INDEX = 255  # semantic targets: pixels without a label (padding); 0 is background, 1..K the classes
 
 # A distinct, colour-blind-friendly palette used when a dataset gives no colours.
 DEFAULT_COLOURS = (
@@ -63,6 +64,7 @@ class ModelSpec:
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
     description: str = ""
+    title: str = ""  # readable name for analysts, e.g. "Ships in SAR images (SSDD), 1 band, ~3 m"
 
     @property
     def num_classes(self) -> int:

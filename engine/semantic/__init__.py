@@ -14,4 +14,6 @@ Contract shared by every semantic model, the trainer, the evaluator and the tile
 """
 from __future__ import annotations
 
-IGNORE_INDEX = 255
+from engine.spec import IGNORE_INDEX
+
+__all__ = ["IGNORE_INDEX"]
