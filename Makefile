@@ -3,17 +3,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup demo test test-slow lint fixtures package install-plugin benchmark clean
+.PHONY: setup demo test test-slow test-research lint fixtures package install-plugin benchmark demo-scene \
+	screenshots docs-cli clean
 
 setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(PY) scripts/demo.py
+	$(PY) -m scripts.demo
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Everything but the checks marked `slow`: engine, plugin (headless QGIS) and research tests.
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
@@ -21,13 +23,17 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-# Inference benchmark vs SAHI (README "Production-scale inference"): tens of minutes on a 2-core CPU.
+# Only the tests of research/ and benchmarks/ (tests/research, marker `research`).
+test-research: setup
+	$(PY) -m pytest -q -m "research and not slow"
+
+# Inference benchmark vs SAHI (docs/benchmarks.md): tens of minutes on a 2-core CPU.
 benchmark: setup
 	$(VENV)/bin/pip install -q -r requirements-bench.txt
-	$(PY) scripts/benchmark_inference.py --sizes 2000,8000,16000 --sahi-max-size 16000
+	$(PY) -m benchmarks.benchmark_inference --sizes 2000,8000,16000 --sahi-max-size 16000
 
 package: setup
-	$(PY) scripts/package_plugin.py
+	$(PY) -m scripts.package_plugin
 
 # Developer install: link this checkout's plugin into the default QGIS profile (engine = this checkout's .venv).
 QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
@@ -39,6 +45,18 @@ install-plugin: setup
 
 fixtures: setup
 	$(PY) tests/data/make_fixtures.py tests/data/generated
+
+# Rebuild the bundled demo scene from the HRSID sample tiles (data/demo/README.md).
+demo-scene: setup
+	$(PY) -m data.demo.build_demo_scene --src $(DATA)/hrsid_samples
+
+# The README's pictures (docs/images), made by the real plugin and engine, headless.
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m docs.screenshot_dock
+
+# Regenerate the option listings of docs/cli.md from the CLI's own --help.
+docs-cli: setup
+	$(PY) -m docs.build_cli_reference
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

@@ -3,8 +3,8 @@
     python -m research.queue JOBS_FILE [--runs DIR] [--wait SECONDS]
 
 JOBS_FILE holds one job per line, `NAME: shell command` (blank lines and `#` comments are skipped). Jobs
-run in file order, one at a time, each under the machine-wide heavy-job lock (the same flock file as
-`shared/tools/heavy`, `$HEAVY_LOCK` or /tmp/heavy-job.lock), with stdout and stderr in DIR/NAME.log.
+run in file order, one at a time, each under the machine-wide heavy-job lock (a flock file that other heavy
+work can take too: `$HEAVY_LOCK`, default /tmp/heavy-job.lock), with stdout and stderr in DIR/NAME.log.
 A job that exits 0 gets DIR/NAME.done, one that fails DIR/NAME.failed (with its exit code). The file is
 read again after every job, so jobs can be appended while the queue runs. A queue that is killed and
 started again re-runs the job it was in; a training job resumes from its last checkpoint.

@@ -1,19 +1,17 @@
 """`make demo`: segment the bundled SAR scene with the default shipped model, write a GeoPackage and a
 PNG preview with the polygons drawn on the image, and say where they are and how many ships were found.
 
-    python scripts/demo.py [--scene data/demo/hrsid_demo_scene.tif] [--out-dir out/demo] [--model NAME]
+    python -m scripts.demo [--scene data/demo/hrsid_demo_scene.tif] [--out-dir out/demo] [--model NAME]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from engine.cli import main as rsseg
+from engine.zoo import DEFAULT_MODEL
 
-from engine.cli import main as rsseg  # noqa: E402
-from engine.zoo import DEFAULT_MODEL  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Build the installable QGIS plugin zip: rs_qgis_plugin/ + metadata.txt + LICENSE + the bundled engine.
 
-Usage: python scripts/package_plugin.py [--out out/rs_qgis_plugin-<version>.zip]
+Usage: python -m scripts.package_plugin [--out out/rs_qgis_plugin-<version>.zip]
 The zip holds one top-level folder `rs_qgis_plugin/` (what "Install from ZIP" expects); the engine's
 source, shipped models and requirements.txt go to `rs_qgis_plugin/engine_bundle/`, so the plugin only
 needs a Python with the engine's requirements (the dock's "Check engine" says what is missing).

@@ -200,24 +200,3 @@ def test_cli_train_init_message(tmp_path: Path) -> None:
     code = rsseg(["train", "--coco", str(coco), "--images", str(tmp_path), "--out", str(tmp_path / "run"),
                   "--arch", "semantic_fpn", "--bands", "1", "--init", str(bad), "--epochs", "1"])
     assert code == 2
-
-
-def test_semantic_table_compares_runs_and_refine_off_equals_the_coarse_model(coco_gray, tmp_path: Path) -> None:
-    from scripts.semantic_table import main as semantic_table
-
-    sub = {"architecture": "semantic_fpn", "config": {"fpn_channels": 16, "decoder_channels": 8}}
-    coarse = _tiny_semantic_checkpoint(tmp_path / "coarse.pt")
-    spec = load_checkpoint(coarse).spec.with_updates(
-        architecture="c2fnet", config={"coarse": sub, "fine": sub, "window": 32, "stride": 16, "top_k": 2})
-    c2f = build_model(spec)
-    load_initial_weights(c2f, str(coarse))
-    c2f_path = save_checkpoint(Checkpoint(spec, c2f.state_dict()), tmp_path / "c2f.pt")
-    out = tmp_path / "table"
-    assert semantic_table(["--coco", str(coco_gray), "--images", str(coco_gray.parent), "--small", "ship",
-                           "--run", f"coarse={coarse}", "--run", f"off={c2f_path}@refine=false",
-                           "--run", f"on={c2f_path}", "--out", str(out)]) == 0
-    metrics = json.loads(out.with_suffix(".json").read_text())
-    assert metrics["off"]["semantic"] == metrics["coarse"]["semantic"]
-    assert metrics["on"]["parameters"] > metrics["coarse"]["parameters"]
-    lines = out.with_suffix(".md").read_text().splitlines()
-    assert len(lines) == 5 and lines[0].startswith("| model |") and "IoU ship" in lines[0]

@@ -1,22 +1,18 @@
-"""Pack training runs for a size-limited transfer (e.g. back from a GPU lease): every run's logs, and the
+"""Pack training runs for a size-limited transfer (e.g. back from a remote GPU machine): every run's logs, and the
 best checkpoints as fp16 weights (no optimiser state) in the order given while they fit, in one tar split
 into parts of at most --part-mib. Unpack with `cat PREFIX.part* | tar -x`.
 
-    python scripts/pack_runs.py --runs /tmp/runs --out $OUT --prefix nwpu --max-mib 56 \\
+    python -m research.pack_runs --runs runs/gpu --out out/packed --prefix nwpu --max-mib 56 \\
         --checkpoints nwpu_mask_rcnn,nwpu_facenet,nwpu_solov2,nwpu_hq_isnet
 """
 from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tarfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 LOG_PATTERNS = ("*.log", "*.json", "*/log.jsonl", "*/cmd.sh", "*/loss.png")
 

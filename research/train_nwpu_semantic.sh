@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# NWPU VHR-10 semantic comparison (issue: semantic models): one schedule for Semantic FPN, FarSeg and
+# NWPU VHR-10 semantic comparison (docs/experiments-semantic.md): one schedule for Semantic FPN, FarSeg and
 # Hi-ResNet on 11-class maps, then C2FNet's fine model on top of the trained Semantic FPN.
-# Usage: bash scripts/train_nwpu_semantic.sh MODEL
+# Usage: bash research/train_nwpu_semantic.sh MODEL
 #   MODEL: semantic_fpn | farseg | hi_resnet | c2fnet | semantic_fpn_scratch (ResNet-18 from scratch, as
 #   Hi-ResNet has no pretrained weights here) | farseg_ce (ablation: plain cross-entropy instead of F-A)
 # Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 4), THREADS (default 1).

@@ -1,7 +1,7 @@
 """Does tiling cost accuracy? COCO mask AP of tiled inference (tiles smaller than the images) vs whole images.
 
-    python scripts/seam_accuracy.py --checkpoint ssdd-ship-maskrcnn --coco runs/splits/ssdd/val.json \
-        --images ../shared/data/ssdd/images --tile-size 256 --overlap 64 [--out out/seams_ssdd.json]
+    python -m benchmarks.seam_accuracy --checkpoint ssdd-ship-maskrcnn --coco runs/splits/ssdd/val.json \
+        --images $DATA/ssdd/images --tile-size 256 --overlap 64 [--out out/seams_ssdd.json]
 
 Both modes go through the production path (engine.inference.segment_raster: tiling, seam merge,
 vectorisation); "whole" uses one tile as large as the image. Polygons are rasterised back to masks
@@ -23,14 +23,11 @@ from rasterio.features import rasterize
 from shapely.geometry import shape
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from engine.data.coco import CocoInstanceDataset  # noqa: E402
-from engine.evaluation.coco_eval import coco_metrics, ground_truth_coco  # noqa: E402
-from engine.inference.predictor import Predictor  # noqa: E402
-from engine.inference.segment import SegmentOptions, segment_raster  # noqa: E402
-from engine.zoo import resolve_model  # noqa: E402
+from engine.data.coco import CocoInstanceDataset
+from engine.evaluation.coco_eval import coco_metrics, ground_truth_coco
+from engine.inference.predictor import Predictor
+from engine.inference.segment import SegmentOptions, segment_raster
+from engine.zoo import resolve_model
 
 
 def polygons_to_results(path: Path, image_id: int, height: int, width: int) -> list[dict]:

@@ -3,7 +3,7 @@
 import numpy as np
 import rasterio
 
-from scripts.make_large_scene import match_to_ships, scene_ships, write_synthetic_scene
+from benchmarks.make_large_scene import match_to_ships, scene_ships, write_synthetic_scene
 
 
 def test_scene_ships_are_the_bright_ellipses_of_the_scene(tmp_path) -> None:

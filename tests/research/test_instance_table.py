@@ -1,4 +1,4 @@
-"""scripts/instance_table.py: stored vs fresh metrics, parameters, and the written table."""
+"""research.instance_table: stored vs fresh metrics, parameters, and the written table."""
 import json
 from pathlib import Path
 
@@ -6,7 +6,7 @@ from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.data.coco import CocoInstanceDataset
 from engine.evaluation.coco_eval import evaluate_model
 from engine.models import build_model
-from scripts.instance_table import main as instance_table
+from research.instance_table import main as instance_table
 
 
 def test_table_uses_stored_metrics_or_reevaluates(tiny_checkpoint: Path, coco_gray: Path, tmp_path: Path) -> None:

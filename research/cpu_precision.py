@@ -1,7 +1,7 @@
 """Does reduced precision pay on this CPU? COCO AP and time of one model in fp32, bf16 autocast and channels-last.
 
-    python scripts/cpu_precision.py --checkpoint ssdd-ship-maskrcnn --coco runs/splits/ssdd/val.json \
-        --images ../shared/data/ssdd/images --bands 1 [--modes fp32,bf16,bf16-channels-last] [--out F.json]
+    python -m research.cpu_precision --checkpoint ssdd-ship-maskrcnn --coco runs/splits/ssdd/val.json \
+        --images $DATA/ssdd/images --bands 1 [--modes fp32,bf16,bf16-channels-last] [--out F.json]
 
 Each mode evaluates the whole split through ``engine.evaluation.coco_eval.evaluate_model`` (the code
 behind ``rsseg evaluate``) with ``torch.autocast("cpu", dtype=torch.bfloat16)`` for the bf16 modes;
@@ -17,9 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 MODES = ("fp32", "fp32-channels-last", "bf16", "bf16-channels-last")
 

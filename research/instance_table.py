@@ -1,6 +1,6 @@
 """Compare instance checkpoints: a markdown table (printed and written) + JSON.
 
-    python scripts/instance_table.py --coco runs/splits/ssdd/val.json --images ../shared/data/ssdd/images \
+    python -m research.instance_table --coco runs/splits/ssdd/val.json --images $DATA/ssdd/images \
         --run "Mask R-CNN=runs/ssdd_mask_rcnn/last.pt" --run "HQ-ISNet=runs/ssdd_hq_isnet/last.pt" \
         --threads 2 --out out/instance_ssdd
 
@@ -18,20 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from engine.data.coco import CocoInstanceDataset  # noqa: E402
-from engine.evaluation.coco_eval import evaluate_model  # noqa: E402
-from engine.inference.predictor import Predictor  # noqa: E402
-from engine.normalise import normalise  # noqa: E402
-from engine.zoo import resolve_model  # noqa: E402
+from engine.data.coco import CocoInstanceDataset
+from engine.evaluation.coco_eval import evaluate_model
+from engine.inference.predictor import Predictor
+from engine.normalise import normalise
+from engine.zoo import resolve_model
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 

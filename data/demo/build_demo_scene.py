@@ -26,7 +26,7 @@ its destination and renamed onto it, so an interrupted run never leaves a half-w
 
 Usage (from the repository root)::
 
-    .venv/bin/python scripts/build_demo_scene.py [--src ../shared/data/hrsid_samples] [--out-dir data/demo]
+    .venv/bin/python -m data.demo.build_demo_scene [--src ../shared/data/hrsid_samples] [--out-dir data/demo]
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SRC = REPO_ROOT.parent / "shared" / "data" / "hrsid_samples"
-DEFAULT_OUT_DIR = REPO_ROOT / "data" / "demo"
+HERE = Path(__file__).resolve().parent  # data/demo: the builder lives beside what it builds
+DEFAULT_SRC = HERE.parents[2] / "shared" / "data" / "hrsid_samples"  # ../shared/data beside the checkout
+DEFAULT_OUT_DIR = HERE
 
 SCENE_NAME = "hrsid_demo_scene.tif"
 TRUTH_NAME = "hrsid_demo_truth.gpkg"
@@ -62,7 +62,7 @@ GEOREF_NOTE = (
     "nominal georeference, not the real location: EPSG:32631 (WGS 84 / UTM 31N), 1.0 m pixels "
     "(HRSID tiles are 0.5-3 m), upper-left corner E 500000 N 5700000"
 )
-REBUILD_COMMAND = "python scripts/build_demo_scene.py"
+REBUILD_COMMAND = "python -m data.demo.build_demo_scene"
 
 
 def find_tiles(src: Path) -> list[Path]:
@@ -229,8 +229,8 @@ def readme_text(tiles: list[Path], n_ships: int, per_tile: list[int], scene_byte
     return f"""# Demo scene: HRSID SAR ships
 
 `{SCENE_NAME}` is a 1600 x 1600 single-band uint8 GeoTIFF (SAR amplitude, {scene_bytes:,} bytes)
-made from four 800 x 800 tiles of HRSID (High-Resolution SAR Images Dataset, Wei et al., 2020),
-as bundled in `shared/data/hrsid_samples/`. `{TRUTH_NAME}` holds their {n_ships} ground-truth ship
+made from four 800 x 800 sample tiles of HRSID (High-Resolution SAR Images Dataset, Wei et al.,
+2020; folder `--src` below). `{TRUTH_NAME}` holds their {n_ships} ground-truth ship
 instances as polygons, so a segmentation of the demo scene can be compared with the truth.
 
 ## Source tiles and mosaic

@@ -1,6 +1,6 @@
 """Write a large synthetic SAR scene for benchmarks: a tiled GeoTIFF with scattered ships, in flat memory.
 
-    python scripts/make_large_scene.py OUT.tif --size 30000 [--swath] [--seed 0]
+    python -m benchmarks.make_large_scene OUT.tif --size 30000 [--swath] [--seed 0]
 
 1-band uint8 amplitude, EPSG:32631, 3 m pixels (inside the shipped SSDD model's 1-15 m range),
 256 x 256 internal tiles, deflate. Background: gamma-distributed sea clutter (4 looks); ships: bright

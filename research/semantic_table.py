@@ -1,6 +1,6 @@
 """Compare semantic checkpoints on one validation set: a markdown table (printed and written) + JSON.
 
-    python scripts/semantic_table.py --coco runs/splits/nwpu/val.json --images ../shared/data/nwpu_vhr10/images \
+    python -m research.semantic_table --coco runs/splits/nwpu/val.json --images $DATA/nwpu_vhr10/images \
         --run "Semantic FPN=runs/nwpu_semantic_fpn/last.pt" --run "FarSeg=runs/nwpu_farseg/last.pt" \
         --run "C2FNet off=runs/nwpu_c2fnet/last.pt@refine=false" --run "C2FNet=runs/nwpu_c2fnet/last.pt" \
         --small vehicle,ship,storage_tank --out out/semantic_nwpu
@@ -19,13 +19,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from engine.data.coco import CocoInstanceDataset  # noqa: E402
-from engine.inference.predictor import Predictor  # noqa: E402
-from engine.semantic.evaluate import evaluate_semantic_model  # noqa: E402
-from engine.zoo import resolve_model  # noqa: E402
+from engine.data.coco import CocoInstanceDataset
+from engine.inference.predictor import Predictor
+from engine.semantic.evaluate import evaluate_semantic_model
+from engine.zoo import resolve_model
 
 
 def parse_run(text: str) -> tuple[str, str, bool]:

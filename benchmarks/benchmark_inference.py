@@ -1,8 +1,8 @@
 """Inference benchmark: our streaming pipeline vs SAHI's sliced prediction on generated SAR scenes.
 
-    python scripts/benchmark_inference.py [--sizes 2000,8000,16000] [--no-sahi] [--out-dir out/benchmark]
+    python -m benchmarks.benchmark_inference [--sizes 2000,8000,16000] [--no-sahi] [--out-dir out/benchmark]
 
-For each size: a synthetic scene (scripts/make_large_scene.py, cached), then in separate fresh
+For each size: a synthetic scene (benchmarks.make_large_scene, cached), then in separate fresh
 processes (so each peak RSS is its own): ``rsseg segment``'s pipeline with the shipped model, and the
 same model on the same tiles through ``sahi.predict.get_sliced_prediction`` (whole image in memory,
 one slice per forward pass, GREEDYNMM/IOS 0.5 merge, no full-image pass) followed by writing the same
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+MODULE = "benchmarks.benchmark_inference"
 
 
 def _peak_rss_mb() -> float:
@@ -120,7 +120,7 @@ def run_sahi(scene: str, out: str, model: str, device: str, threads: int) -> dic
 
 def _worker(kind: str, scene: Path, out: Path, args: argparse.Namespace) -> dict:
     """Run one measurement in a fresh Python process and return its JSON result."""
-    cmd = [sys.executable, __file__, "--worker", kind, "--scene", str(scene), "--worker-out", str(out),
+    cmd = [sys.executable, "-m", MODULE, "--worker", kind, "--scene", str(scene), "--worker-out", str(out),
            "--model", args.model, "--device", args.device, "--threads", str(args.threads),
            "--batch-size", str(args.batch_size)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -136,7 +136,7 @@ def score_against_truth(vectors: Path, scene: Path, ships) -> dict:
     import rasterio
     from shapely.geometry import shape
 
-    from scripts.make_large_scene import match_to_ships
+    from benchmarks.make_large_scene import match_to_ships
 
     with rasterio.open(scene) as ds:
         to_pixel = ~ds.transform
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run))
         return 0
 
-    from scripts.make_large_scene import scene_ships, write_synthetic_scene
+    from benchmarks.make_large_scene import scene_ships, write_synthetic_scene
 
     out_dir = Path(args.out_dir)
     (out_dir / "scenes").mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     table = _table(rows, not args.no_sahi)
     meta = {"model": args.model, "device": args.device, "threads": args.threads, "batch_size": args.batch_size,
             "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-            "command": " ".join([Path(sys.executable).name, *sys.argv])}
+            "command": " ".join(["python", "-m", MODULE, *sys.argv[1:]])}
     (out_dir / f"{args.tag}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     (out_dir / f"{args.tag}.md").write_text(f"{table}\n\n`{meta['command']}`\n")
     print(table)

@@ -1,6 +1,6 @@
-"""Screenshots for the README: the dock after segmenting the demo scene, and the styled result on the map.
+"""Pictures for the README (docs/images): the dock after segmenting the demo scene, and the styled result on the map.
 
-Usage (headless): QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot_dock.py [--out docs/images]
+Usage (headless): QT_QPA_PLATFORM=offscreen .venv/bin/python -m docs.screenshot_dock [--out docs/images]
 Runs the real plugin code and the real engine (shipped default model) on data/demo/hrsid_demo_scene.tif.
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from qgis.core import (  # noqa: E402 (after the platform is chosen)

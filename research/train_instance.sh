@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Instance comparison on SSDD or NWPU VHR-10 (issues: HQ-ISNet, FACENet): one CPU schedule for Mask R-CNN,
+# Instance comparison on SSDD or NWPU VHR-10 (docs/experiments-instance.md): one schedule for Mask R-CNN,
 # HQ-ISNet and its ablation, SOLOv2 and FACENet, all on the EfficientNet-Lite0 ImageNet trunk (the only
 # pretrained trunk available offline; HRNet from scratch is the `hq_isnet_hrnet` row).
-# Usage: bash scripts/train_instance.sh DATASET MODEL
+# Usage: bash research/train_instance.sh DATASET MODEL
 #   DATASET: ssdd (650 training chips, 325 iterations per epoch) | nwpu (364 images, 182 iterations per epoch)
 #   MODEL: mask_rcnn | hq_isnet (HRFPN + ISNetV2) | hq_isnet_v1 (HRFPN + ISNetV1) | hq_isnet_fpn (FPN + ISNetV2)
 #          | cascade (FPN + ISNetV1 = Cascade Mask R-CNN) | hq_isnet_hrnet (HRNet-W18 from scratch)

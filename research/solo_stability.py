@@ -2,8 +2,8 @@
 per step, to see whether the mask branch survives the first iterations (a dead one pins loss_mask at
 mask_loss_weight x 1, the Dice maximum).
 
-    python scripts/solo_stability.py --arch facenet --coco runs/splits/ssdd/train.json \
-        --images ../shared/data/ssdd/images --bands 1 --config '{"frozen_blocks": 3, "fpn_channels": 128}'
+    python -m research.solo_stability --arch facenet --coco runs/splits/ssdd/train.json \
+        --images $DATA/ssdd/images --bands 1 --config '{"frozen_blocks": 3, "fpn_channels": 128}'
 
 Same model build, loss and gradient clipping (10) as `rsseg train`; no warm-up, no augmentation, so a
 configuration is judged on the same data in the same order. `--torchvision-dcn` runs DCNv2 through
@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from engine.data.coco import CocoInstanceDataset  # noqa: E402
-from engine.models import build_model  # noqa: E402
-from engine.models.layers import dcnv2  # noqa: E402
-from engine.spec import ModelSpec, Normalisation, classes_from_names  # noqa: E402
+from engine.data.coco import CocoInstanceDataset
+from engine.models import build_model
+from engine.models.layers import dcnv2
+from engine.spec import ModelSpec, Normalisation, classes_from_names
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Several instance models trained side by side on one GPU within a wall-clock budget, with the schedule of
-# scripts/train_instance.sh (same optimiser, warm-up, crops, seed); only the number of epochs is chosen here:
+# research/train_instance.sh (same optimiser, warm-up, crops, seed); only the number of epochs is chosen here:
 # a 40-iteration probe of all models at once measures seconds per iteration, then each pair of models that
 # is compared gets the largest common epoch count that fits the budget (slower member + 10% margin).
-# Usage: bash scripts/gpu_instance_session.sh DATASET BUDGET_S "MODEL_A,MODEL_B" ["MODEL_C,MODEL_D" ...]
+# Usage: bash research/train_instance_budget.sh DATASET BUDGET_S "MODEL_A,MODEL_B" ["MODEL_C,MODEL_D" ...]
 #   BUDGET_S: seconds for probe + training + the final validation of every run.
 # Env: as train_instance.sh (DATA, RUNS, WORKERS, THREADS, RSSEG, DEVICE), plus
 #      EVAL_RESERVE_S (seconds kept for the final validation, default 60).
@@ -26,7 +26,7 @@ done
 
 # 1. Probe: every model at once, as in the real run, 40 iterations each.
 for m in $models; do
-  PROBE=40 bash scripts/train_instance.sh "$DATASET" "$m" > "$RUNS/probe_${DATASET}_$m.log" 2>&1 &
+  PROBE=40 bash research/train_instance.sh "$DATASET" "$m" > "$RUNS/probe_${DATASET}_$m.log" 2>&1 &
 done
 wait
 probe_s=$(( $(date +%s) - start ))
@@ -60,8 +60,8 @@ for m in $models; do
   epochs=$(python3 -c "import json,sys; print(json.load(open('$RUNS/plan.json'))['epochs']['$m'])")
   [ "$epochs" -gt 0 ] || { echo "skip $m: its probe failed (see $RUNS/probe_${DATASET}_$m.log)"; continue; }
   echo "$m: $epochs epochs"
-  EPOCHS=$epochs timeout $(( deadline - $(date +%s) )) bash scripts/train_instance.sh "$DATASET" "$m" \
+  EPOCHS=$epochs timeout $(( deadline - $(date +%s) )) bash research/train_instance.sh "$DATASET" "$m" \
     > "$RUNS/train_${DATASET}_$m.log" 2>&1 &
 done
 wait
-echo "session: $(( $(date +%s) - start )) s of a $BUDGET s budget"
+echo "all runs: $(( $(date +%s) - start )) s of a $BUDGET s budget"
