@@ -1,0 +1,172 @@
+"""Polygon layers read for making training chips: geometries in the raster's CRS, class names, skip reasons.
+
+Used by engine.data.chips. Reading goes through fiona (any OGR vector format: GeoPackage, Shapefile,
+GeoJSON, ...). A QGIS layer source such as ``ships.gpkg|layername=ships`` names the layer after ``|``.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shapely import make_valid
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
+
+from engine.errors import UserError
+
+NO_GEOMETRY = "no geometry"
+NOT_POLYGON = "not a polygon"
+NO_CLASS = "no class value"
+NOT_REPROJECTED = "cannot be reprojected"
+
+
+@dataclass(frozen=True)
+class PolygonLayer:
+    """A polygon layer in a target CRS: kept features and, per reason, how many features were dropped.
+
+    ``geometries[i]`` is a valid Polygon or MultiPolygon in the target CRS (map units of that CRS);
+    ``classes[i]`` its class name ("" when the layer was read without a class field).
+    """
+
+    path: str
+    name: str  # the layer's name (a Shapefile's or GeoJSON's is its file stem)
+    fields: tuple[str, ...]
+    geometries: tuple[BaseGeometry, ...]
+    classes: tuple[str, ...]
+    skipped: tuple[tuple[str, int], ...]  # (reason, features), reasons in first-seen order
+
+
+def split_source(source: str | Path, layer: str | None = None) -> tuple[str, str | None]:
+    """``'a.gpkg|layername=x'`` -> ``('a.gpkg', 'x')``; an explicit ``layer`` wins over the suffix."""
+    text = str(source)
+    path, _, rest = text.partition("|")
+    for part in rest.split("|") if rest else ():
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "layername" and value and layer is None:
+            layer = value
+    return path, layer
+
+
+def _class_value(value: Any) -> str:
+    """A class attribute -> its name: integral floats lose the '.0', text is stripped; None -> ''."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    return str(value).strip()
+
+
+def polygonal(geom: BaseGeometry) -> Polygon | MultiPolygon | None:
+    """The polygonal part of a geometry, made valid (holes kept), or None when it has no area."""
+    if geom.is_empty:
+        return None
+    if not geom.is_valid:
+        geom = make_valid(geom)
+    if isinstance(geom, (Polygon, MultiPolygon)):
+        return geom if geom.area > 0 else None
+    parts = [g for g in getattr(geom, "geoms", ()) if isinstance(g, (Polygon, MultiPolygon)) and g.area > 0]
+    if not parts:
+        return None
+    merged = unary_union(parts)
+    return merged if isinstance(merged, (Polygon, MultiPolygon)) and merged.area > 0 else None
+
+
+def _crs_or_none(crs: Any) -> str | None:
+    """fiona's CRS -> WKT, None when the layer has none."""
+    if not crs:
+        return None
+    wkt = crs.to_wkt() if hasattr(crs, "to_wkt") else None
+    return wkt or None
+
+
+def same_crs(a: str, b: str) -> bool:
+    """Whether two CRS definitions (WKT, 'EPSG:n', PROJ) denote the same CRS."""
+    from rasterio.crs import CRS
+
+    return CRS.from_user_input(a) == CRS.from_user_input(b)
+
+
+def read_polygon_layer(source: str | Path, to_crs: str | None, class_field: str | None = None,
+                       layer: str | None = None, what: str = "polygons", flag: str = "--class-field"
+                       ) -> PolygonLayer:
+    """Read a polygon layer, reprojected to ``to_crs`` (None: the target has no CRS, so neither may the layer).
+
+    ``class_field``: attribute holding each feature's class (None: every class is ""). ``what`` names
+    the input in error messages ("polygons", "--aoi"). Raises UserError for a missing or unreadable
+    file, an unknown layer or class field (listing those available) and a CRS mismatch that cannot be
+    resolved (a layer without CRS over a raster with one, or the reverse).
+    """
+    import fiona
+    from fiona.errors import DriverError
+    from rasterio.warp import transform_geom
+
+    path, layer = split_source(source, layer)
+    if not Path(path).exists():
+        raise UserError(f"{what} '{path}': file not found; give the path of a polygon layer "
+                        "(GeoPackage, Shapefile, GeoJSON)")
+    try:
+        layers = fiona.listlayers(path)
+    except (DriverError, OSError, ValueError) as exc:
+        raise UserError(f"{what} '{path}': cannot be read as a vector layer ({str(exc).splitlines()[0][:120]}); "
+                        "give a GeoPackage, Shapefile or GeoJSON of polygons") from None
+    if layer is not None and layer not in layers:
+        raise UserError(f"{what} '{path}': no layer '{layer}'; layers in the file: {', '.join(layers)}")
+    try:
+        with fiona.open(path, layer=layer) as src:
+            name = layer or src.name
+            crs = _crs_or_none(src.crs)
+            fields = tuple(src.schema["properties"].keys())
+            if class_field is not None and class_field not in fields:
+                listed = ", ".join(fields) if fields else "none"
+                raise UserError(f"{flag} '{class_field}': layer '{name}' of '{path}' has no such field; "
+                                f"its fields: {listed}")
+            records = list(src)
+    except (DriverError, OSError, ValueError) as exc:
+        raise UserError(f"{what} '{path}': cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    if to_crs is not None and crs is None:
+        raise UserError(f"{what} '{path}': the layer has no CRS while the raster has one; set the layer's CRS "
+                        "(QGIS: Layer Properties > Source; or ogr2ogr -a_srs EPSG:NNNN) and run again")
+    if to_crs is None and crs is not None:
+        raise UserError(f"{what} '{path}': the raster has no CRS, so polygons in a CRS cannot be placed on it; "
+                        "georeference the raster, or give polygons without CRS in its pixel coordinates")
+    reproject = to_crs is not None and crs is not None and not same_crs(crs, to_crs)
+    skipped: Counter[str] = Counter()
+    geometries: list[BaseGeometry] = []
+    classes: list[str] = []
+    for rec in records:
+        if rec.geometry is None:
+            skipped[NO_GEOMETRY] += 1
+            continue
+        geom = dict(rec.geometry)
+        if reproject:
+            try:
+                geom = transform_geom(crs, to_crs, geom)
+            except Exception:  # noqa: BLE001 - GDAL raises several types for points it cannot transform
+                skipped[NOT_REPROJECTED] += 1
+                continue
+        try:
+            g = polygonal(shape(geom))
+        except (ValueError, TypeError, AttributeError):
+            g = None
+        if g is None:
+            skipped[NOT_POLYGON] += 1
+            continue
+        klass = ""
+        if class_field is not None:
+            klass = _class_value(dict(rec.properties).get(class_field))
+            if not klass:
+                skipped[NO_CLASS] += 1
+                continue
+        geometries.append(g)
+        classes.append(klass)
+    return PolygonLayer(path, name, fields, tuple(geometries), tuple(classes), tuple(skipped.items()))
+
+
+__all__ = ["PolygonLayer", "polygonal", "read_polygon_layer", "same_crs", "split_source"]
