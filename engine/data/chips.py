@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 import shutil
 import uuid
 import warnings
@@ -74,7 +72,7 @@ from shapely.affinity import affine_transform
 from shapely.geometry import box
 from shapely.ops import unary_union
 
-from engine.data.chip_layers import read_polygon_layer, split_source
+from engine.data.chip_io import chip_name, coco_file, empty_quota, finalise, read_polygon_layer, split_source, split_val
 from engine.errors import Cancelled, UserError
 from engine.raster.source import GsdPolicy, RasterSource
 from engine.raster.working_grid import accepted_gsd_range
@@ -201,7 +199,7 @@ def _check_options(o: ChipOptions) -> None:
 
 
 def _check_out_dir(out: Path, o: ChipOptions, inputs: list[str | Path]) -> None:
-    """The output folder can be created, holds no chips (unless overwrite) and holds none of the inputs."""
+    """The output folder is not a file, holds no chips (unless overwrite) and holds none of the inputs."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}': is a file; give a folder")
     targets = [(out / n).resolve() for n in _OUTPUTS]
@@ -213,10 +211,6 @@ def _check_out_dir(out: Path, o: ChipOptions, inputs: list[str | Path]) -> None:
     if there and not o.overwrite:
         raise UserError(f"--out '{out}': already holds chips ({', '.join(there)}); choose an empty folder "
                         "or pass --overwrite")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out '{out}': cannot be created ({exc.strerror}); choose a writable folder") from None
 
 
 def _open_raster(raster: str | Path, o: ChipOptions) -> RasterSource:
@@ -232,6 +226,10 @@ def _run(src: RasterSource, polygons: str | Path, out: Path, o: ChipOptions,
          progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool]) -> ChipSummary:
     work = src.work
     layer = read_polygon_layer(polygons, work.crs_wkt, o.class_field, o.layer)
+    if not layer.geometries:
+        why = "; ".join(f"{n} {reason}" for reason, n in layer.skipped) or "the layer is empty"
+        raise UserError(f"polygons '{layer.path}': holds no usable polygon ({why}); give a layer of polygons"
+                        + (f" with a value in '{o.class_field}'" if o.class_field else ""))
     to_pixels = _to_pixels(work, layer.geometries)
     geoms = np.array([affine_transform(g, to_pixels) for g in layer.geometries], dtype=object)
     tiles, where = _tiles(src, o)
@@ -250,21 +248,25 @@ def _run(src: RasterSource, polygons: str | Path, out: Path, o: ChipOptions,
     staging = out / f".chips-{uuid.uuid4().hex[:8]}.partial"
     try:
         (staging / "images").mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"--out '{out}': cannot be written ({exc.strerror}); choose a writable folder") from None
+    try:
         written, empty, nodata = _write_chips(src, chips, empties, staging / "images", o, progress, cancelled)
         if not written:
             raise UserError(f"raster '{src.path}': every chip holding a polygon is nodata; check --bands and "
                             "the raster's nodata value")
         chips_out = sorted(written + empty, key=lambda c: (c.tile.row_off, c.tile.col_off))
         empty_set = {id(c) for c in empty}
-        val = _split([c for c in chips_out if id(c) not in empty_set], [c for c in empty], o)
+        groups = [[c for c in chips_out if id(c) not in empty_set], [c for c in chips_out if id(c) in empty_set]]
+        val = split_val(groups, o.val_fraction, o.seed)
         info = {"description": "rsseg chips", "raster": str(src.path), "polygons": str(layer.path),
                 "crs": work.crs_wkt, "bands": src.bands, "tile_size": o.tile_size, "overlap": o.overlap,
                 "seed": o.seed, "val_fraction": o.val_fraction, "class_field": o.class_field}
         for name, keep in (("all", lambda c: True), ("train", lambda c: id(c) not in val),
                            ("val", lambda c: id(c) in val)):
-            coco = _coco([c for c in chips_out if keep(c)], classes, src.path.stem, {**info, "split": name})
+            coco = coco_file([c for c in chips_out if keep(c)], classes, src.path.stem, {**info, "split": name})
             (staging / f"{name}.json").write_text(json.dumps(coco))
-        _finalise(staging, out)
+        finalise(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -291,7 +293,7 @@ def _to_pixels(work: Any, geometries: tuple) -> list[float]:
     """shapely affine_transform parameters mapping the working grid's map coordinates to pixel (col, row)."""
     transform = work.transform
     if work.crs_wkt is None and transform == Affine.identity() and geometries:
-        if unary_union(list(geometries)).bounds[3] <= 0:
+        if max(g.bounds[3] for g in geometries) <= 0:
             transform = _QGIS_NO_GEOTRANSFORM
     inv = ~transform
     return [inv.a, inv.b, inv.d, inv.e, inv.c, inv.f]
@@ -389,13 +391,6 @@ def _plan(tiles: list[Tile], candidates: list[np.ndarray], geoms: np.ndarray, cl
     return chips, empties, slivers, pieces
 
 
-def empty_quota(object_chips: int, empty_fraction: float, available: int) -> int:
-    """Most empty chips such that empty / (object + empty) <= empty_fraction, capped by ``available``."""
-    if empty_fraction >= 1.0:
-        return available
-    return min(available, math.floor(empty_fraction * object_chips / (1.0 - empty_fraction) + 1e-9))
-
-
 def _write_chips(src: RasterSource, chips: list[_Chip], empties: list[_Chip], folder: Path, o: ChipOptions,
                  progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool]
                  ) -> tuple[list[_Chip], list[_Chip], int]:
@@ -430,11 +425,6 @@ def _write_chips(src: RasterSource, chips: list[_Chip], empties: list[_Chip], fo
     return written, empty, nodata
 
 
-def _chip_name(stem: str, t: Tile) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", stem) or "chip"
-    return f"{safe}_r{t.row_off:06d}_c{t.col_off:06d}.tif"
-
-
 def _write_one(src: RasterSource, chip: _Chip, folder: Path, cancelled: Callable[[], bool]) -> bool:
     """Write one chip as a GeoTIFF of raw values; False (nothing written) when all its pixels are nodata."""
     if cancelled():
@@ -451,50 +441,10 @@ def _write_one(src: RasterSource, chip: _Chip, folder: Path, cancelled: Callable
                                       a.d, a.e, a.f + a.d * t.col_off + a.e * t.row_off)
         if work.crs_wkt is not None:
             profile["crs"] = work.crs_wkt
-    path = folder / _chip_name(src.path.stem, t)
+    path = folder / chip_name(src.path.stem, t)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(pixels)
     return True
 
 
-def _split(objects: list[_Chip], empties: list[_Chip], o: ChipOptions) -> set[int]:
-    """ids (python id()) of the val chips: a seeded share of the object chips and of the empty chips."""
-    rng = np.random.default_rng([o.seed, 2])
-    val: set[int] = set()
-    for group in (objects, empties):
-        n = len(group)
-        n_val = 0 if o.val_fraction == 0 or n < 2 else min(n - 1, max(1, round(n * o.val_fraction)))
-        val |= {id(group[int(k)]) for k in rng.permutation(n)[:n_val]}
-    return val
-
-
-def _coco(chips: list[_Chip], classes: list[str], stem: str, info: dict[str, Any]) -> dict[str, Any]:
-    """A COCO instance file of ``chips`` (image and annotation ids from 1, RLE masks)."""
-    images, annotations = [], []
-    for image_id, chip in enumerate(chips, start=1):
-        t = chip.tile
-        images.append({"id": image_id, "file_name": _chip_name(stem, t), "height": t.height, "width": t.width,
-                       "window": [t.row_off, t.col_off, t.height, t.width]})
-        for a in chip.annotations:
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": a["category_id"],
-                                "segmentation": a["segmentation"], "area": a["area"], "bbox": a["bbox"],
-                                "iscrowd": 0})
-    categories = [{"id": k + 1, "name": name, "supercategory": "object"} for k, name in enumerate(classes)]
-    return {"info": info, "images": images, "annotations": annotations, "categories": categories}
-
-
-def _finalise(staging: Path, out: Path) -> None:
-    """Move the staged images folder and COCO files into ``out`` (replacing earlier chips), then tidy up."""
-    old = None
-    if (out / "images").exists():
-        old = out / f".chips-{uuid.uuid4().hex[:8]}.old"
-        os.replace(out / "images", old)
-    os.replace(staging / "images", out / "images")
-    for name in ("all", "train", "val"):
-        os.replace(staging / f"{name}.json", out / f"{name}.json")
-    staging.rmdir()
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-__all__ = ["ChipOptions", "ChipSummary", "empty_quota", "make_chips"]
+__all__ = ["ChipOptions", "ChipSummary", "make_chips"]

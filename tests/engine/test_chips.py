@@ -11,9 +11,10 @@ import rasterio
 from fiona.crs import CRS as FionaCRS
 from pycocotools import mask as mask_utils
 from rasterio.warp import transform_geom
-from shapely.geometry import MultiPolygon, Polygon, box, mapping
+from shapely.geometry import LineString, MultiPolygon, Polygon, box, mapping
 
-from engine.data.chips import ChipOptions, ChipSummary, empty_quota, make_chips
+from engine.data.chip_io import empty_quota
+from engine.data.chips import ChipOptions, ChipSummary, make_chips
 from engine.data.coco import CocoInstanceDataset
 from engine.errors import Cancelled, UserError
 from engine.spec import Normalisation
@@ -156,6 +157,26 @@ def test_polygons_in_epsg4326_are_reprojected_onto_a_utm_raster(tmp_path: Path) 
     expected = _pixel_mask((64, 64), (10, 12, 40, 50))
     assert (m ^ expected).sum() <= 4  # only pixels whose centre is within centimetres of an edge may flip
     assert m.sum() == pytest.approx(expected.sum(), abs=4)
+
+
+def test_a_geographic_raster_is_cut_on_the_utm_grid_inference_uses(tmp_path: Path) -> None:
+    raster = tmp_path / "geo.tif"
+    with rasterio.open(raster, "w", driver="GTiff", height=200, width=200, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=rasterio.Affine(0.0001, 0, 15.0, 0, -0.0001, 45.0)) as dst:
+        dst.write(np.full((1, 200, 200), 50, np.uint8))
+    lonlat = box(15.005, 44.988, 15.008, 44.992)
+    polys = tmp_path / "p.gpkg"
+    with fiona.open(polys, "w", driver="GPKG", crs=FionaCRS.from_epsg(4326),
+                    schema={"geometry": "Polygon", "properties": {}}) as dst:
+        dst.write({"geometry": mapping(lonlat), "properties": {}})
+    summary = make_chips(raster, polys, tmp_path / "c", ChipOptions(tile_size=256, val_fraction=0.0))
+    assert summary.grid.startswith("geographic CRS: processed in UTM (EPSG:32633)")
+    (ann,) = _coco(tmp_path / "c")["annotations"]
+    name = _coco(tmp_path / "c")["images"][0]["file_name"]
+    with rasterio.open(tmp_path / "c" / "images" / name) as chip:
+        assert chip.crs.to_epsg() == 32633
+        area_m2 = Polygon(transform_geom("EPSG:4326", "EPSG:32633", mapping(lonlat))["coordinates"][0]).area
+        assert ann["area"] * abs(chip.transform.a * chip.transform.e) == pytest.approx(area_m2, rel=0.05)
 
 
 # ------------------------------------------------------------------------------- empties and split
@@ -345,6 +366,8 @@ def test_classes_fix_the_order_and_refuse_others(tmp_path: Path) -> None:
     ("extent", r"--extent .*: does not overlap raster"),
     ("several classes", r"--classes a,b: several classes need --class-field"),
     ("output is input", r"--out .*: would overwrite the input"),
+    ("only slivers", r"no polygon covers 4 or more pixels of a chip"),
+    ("no usable polygon", r"polygons '.*lines.gpkg': holds no usable polygon \(1 not a polygon; 1 no class value\)"),
 ])
 def test_user_errors_are_one_line(tmp_path: Path, case: str, message: str) -> None:
     raster = _scene(tmp_path, height=64, width=64)
@@ -370,6 +393,12 @@ def test_user_errors_are_one_line(tmp_path: Path, case: str, message: str) -> No
         options = ChipOptions(extent=(0.0, 0.0, 10.0, 10.0))
     elif case == "several classes":
         options = ChipOptions(classes=("a", "b"))
+    elif case == "no usable polygon":
+        polys = _write_layer(tmp_path / "lines.gpkg", [(LineString([(X0, Y0), (X0 + 50, Y0 - 50)]), {"kind": "a"}),
+                                                       (_map_box(5, 5, 20, 25), {"kind": None})])
+        options = ChipOptions(class_field="kind")
+    elif case == "only slivers":
+        polys = _write_layer(tmp_path / "tiny.gpkg", [(_map_box(5, 5, 6, 7), {"kind": "ship"})])
     elif case == "output is input":
         out = tmp_path
         (tmp_path / "images").mkdir()
@@ -377,4 +406,4 @@ def test_user_errors_are_one_line(tmp_path: Path, case: str, message: str) -> No
     with pytest.raises(UserError, match=message) as err:
         make_chips(raster, polys, out, options)
     assert "\n" not in str(err.value)
-    assert not (tmp_path / "out" / "all.json").exists()
+    assert not (tmp_path / "out").exists()  # nothing written, not even the folder

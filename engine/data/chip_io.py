@@ -1,22 +1,29 @@
-"""Polygon layers read for making training chips: geometries in the raster's CRS, class names, skip reasons.
+"""Input and output of engine.data.chips: polygon layers read in the raster's CRS (class names, skip reasons),
+the empty-chip quota, the seeded split, COCO files and the final move of the staged output into place.
 
-Used by engine.data.chips. Reading goes through fiona (any OGR vector format: GeoPackage, Shapefile,
+Polygon layers are read through fiona (any OGR vector format: GeoPackage, Shapefile,
 GeoJSON, ...). A QGIS layer source such as ``ships.gpkg|layername=ships`` names the layer after ``|``.
 """
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from shapely import make_valid
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from engine.errors import UserError
+from engine.tiling import Tile
 
 NO_GEOMETRY = "no geometry"
 NOT_POLYGON = "not a polygon"
@@ -169,4 +176,59 @@ def read_polygon_layer(source: str | Path, to_crs: str | None, class_field: str 
     return PolygonLayer(path, name, fields, tuple(geometries), tuple(classes), tuple(skipped.items()))
 
 
-__all__ = ["PolygonLayer", "polygonal", "read_polygon_layer", "same_crs", "split_source"]
+def empty_quota(object_chips: int, empty_fraction: float, available: int) -> int:
+    """Most empty chips such that empty / (object + empty) <= empty_fraction, capped by ``available``."""
+    if empty_fraction >= 1.0:
+        return available
+    return min(available, math.floor(empty_fraction * object_chips / (1.0 - empty_fraction) + 1e-9))
+
+
+def chip_name(stem: str, t: Tile) -> str:
+    """File name of a chip: the raster's stem and the window's top-left pixel (row, column)."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", stem) or "chip"
+    return f"{safe}_r{t.row_off:06d}_c{t.col_off:06d}.tif"
+
+
+def split_val(groups: list[list[Any]], val_fraction: float, seed: int) -> set[int]:
+    """``id()`` of the val items: a seeded share ``val_fraction`` of each group (at least 1, never all, of a
+    group of 2 or more; none when ``val_fraction`` is 0)."""
+    rng = np.random.default_rng([seed, 2])
+    val: set[int] = set()
+    for group in groups:
+        n = len(group)
+        n_val = 0 if val_fraction == 0 or n < 2 else min(n - 1, max(1, round(n * val_fraction)))
+        val |= {id(group[int(k)]) for k in rng.permutation(n)[:n_val]}
+    return val
+
+
+def coco_file(chips: list[Any], classes: list[str], stem: str, info: dict[str, Any]) -> dict[str, Any]:
+    """A COCO instance file of ``chips`` (each with ``tile`` and ``annotations``; image and annotation ids from 1)."""
+    images, annotations = [], []
+    for image_id, chip in enumerate(chips, start=1):
+        t = chip.tile
+        images.append({"id": image_id, "file_name": chip_name(stem, t), "height": t.height, "width": t.width,
+                       "window": [t.row_off, t.col_off, t.height, t.width]})
+        for a in chip.annotations:
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": a["category_id"],
+                                "segmentation": a["segmentation"], "area": a["area"], "bbox": a["bbox"],
+                                "iscrowd": 0})
+    categories = [{"id": k + 1, "name": name, "supercategory": "object"} for k, name in enumerate(classes)]
+    return {"info": info, "images": images, "annotations": annotations, "categories": categories}
+
+
+def finalise(staging: Path, out: Path) -> None:
+    """Move the staged images folder and COCO files into ``out`` (replacing earlier chips), then tidy up."""
+    old = None
+    if (out / "images").exists():
+        old = out / f".chips-{uuid.uuid4().hex[:8]}.old"
+        os.replace(out / "images", old)
+    os.replace(staging / "images", out / "images")
+    for name in ("all", "train", "val"):
+        os.replace(staging / f"{name}.json", out / f"{name}.json")
+    staging.rmdir()
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["PolygonLayer", "chip_name", "coco_file", "empty_quota", "finalise", "polygonal", "read_polygon_layer",
+           "same_crs", "split_source", "split_val"]
