@@ -3,7 +3,8 @@
 An analyst's polygons (any OGR layer, any CRS) over their raster become ``OUT/images/*.tif`` (the raw
 values of the selected bands, dtype and nodata kept, georeferenced) and ``OUT/all.json``,
 ``OUT/train.json``, ``OUT/val.json`` (COCO, RLE masks). Train with ``--coco OUT/train.json --images
-OUT/images``: the training pipeline then normalises the chips exactly as inference normalises tiles.
+OUT/images --val-coco OUT/val.json`` and no ``--bands`` (the chips hold the selected bands already): the
+training pipeline then normalises the chips exactly as inference normalises tiles.
 
 How it works:
 - the raster is read on the engine's working grid (engine.raster.RasterSource): its own pixels, a
@@ -27,7 +28,8 @@ Without ``class_field`` every polygon is one class: ``classes``' single name, el
 A raster without CRS takes polygons without CRS in its pixel coordinates: x = column, and y = row
 (rasterio) or y = -row (how QGIS draws such rasters; assumed when every polygon has y <= 0).
 
-CLI (the lead wires ``rsseg chips``; names map one-to-one onto ChipOptions):
+CLI (the lead wires ``rsseg chips``; flags map onto ChipOptions fields, dashes -> underscores, --gsd ->
+gsd_m; comma lists -> tuples; errors raised here already name these flags):
   RASTER                        raster to cut (any GDAL raster)
   POLYGONS                      polygon layer of the objects (GeoPackage, Shapefile, GeoJSON; 'f.gpkg|layername=x')
   --out DIR (required)          output folder: DIR/images/, DIR/all.json, DIR/train.json, DIR/val.json
