@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from engine.semantic.hi_resnet_losses import cea_loss, generalised_dice_loss, label_smoothing_ce
 
 from engine.models import build_model
 from engine.models.semantic.hi_resnet import PRESETS, hi_resnet_config
 from engine.models.semantic.hi_resnet_blocks import BasicBlock, IABlock, WindowSelfAttention
 from engine.semantic import IGNORE_INDEX
-from engine.semantic.hi_resnet_losses import cea_loss, generalised_dice_loss, label_smoothing_ce
 from engine.spec import ModelSpec, classes_from_names
 from tests.engine.model_checks import train_step
 

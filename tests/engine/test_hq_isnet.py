@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from engine.models.detectors.cascade_heads import cascade_box_loss, postprocess_detections
 from torchvision.ops import FeaturePyramidNetwork
 
 from engine.cli import main
 from engine.models import build_model
 from engine.models.backbones.hrnet import HRNetFeatures
-from engine.models.detectors.cascade_heads import cascade_box_loss, postprocess_detections
 from engine.models.detectors.cascade_mask_rcnn import DEFAULT_CONFIG, HQ_ISNET_CONFIG, merged_config
 from engine.models.detectors.mask_rcnn import BackboneWithFPN
 from engine.models.necks.hrfpn import HRFPN

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from engine.semantic.fa_loss import SCHEDULES, fa_loss, fa_pixel_weights, focal_share
 
 from engine.models import build_model
 from engine.models.semantic.common import pad_batch, per_image_probs
 from engine.models.semantic.farseg import FarSeg
 from engine.semantic import IGNORE_INDEX
-from engine.semantic.fa_loss import SCHEDULES, fa_loss, fa_pixel_weights, focal_share
 from engine.spec import ModelSpec, classes_from_names
 from tests.engine.model_checks import train_step
 
