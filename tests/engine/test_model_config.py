@@ -94,7 +94,7 @@ def test_defaults_and_presets_resolve_to_json_that_parses_back(name: str) -> Non
     defaults = resolve_config(name)
     assert set(defaults) == {f.name for f in dataclasses.fields(arch.config)}
     assert json.loads(json.dumps(defaults)) == defaults
-    assert {"paper", "cpu"} & set(arch.presets)
+    assert {"paper", "cpu"} <= set(arch.presets)
     for preset, partial in arch.presets.items():
         resolved = resolve_config(name, preset)
         assert json.loads(json.dumps(resolved)) == resolved

@@ -50,6 +50,8 @@ class C2FNetConfig:
     `coarse` and `fine` name any semantic architecture and its config ({"architecture": ..., "config": {...}});
     their configs are checked by their own parsers when built (and by engine.models.resolve_config).
     Presets (engine.models.MODELS["c2fnet"].presets):
+    - "paper": 128 px windows at stride 32, 32 patches, zoom 2 (the paper's best), both models Semantic FPN at
+      its paper sizes (ResNet-50, FPN 256), all foreground classes small (name them with `small_classes`);
     - "cpu": the `c2fnet` row of scripts/train_nwpu_semantic.sh: Semantic FPN on the EfficientNet-Lite0 ImageNet
       trunk as both models, NWPU VHR-10's small classes (vehicle, ship, storage_tank), 128 px windows at
       stride 32, 32 patches at inference and 4 in training, no zoom, the coarse model kept fixed (trained first).
@@ -77,7 +79,9 @@ class C2FNetConfig:
 
 
 _LITE0_FPN = {"architecture": "semantic_fpn", "config": {"backbone": "efficientnet_lite0", "pretrained": True}}
+_PAPER_FPN = {"architecture": "semantic_fpn", "config": {"backbone": "resnet50", "fpn_channels": 256}}
 PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"coarse": _PAPER_FPN, "fine": _PAPER_FPN, "window": 128, "stride": 32, "top_k": 32, "zoom": 2.0},
     "cpu": {"coarse": _LITE0_FPN, "fine": _LITE0_FPN, "small_classes": ["vehicle", "ship", "storage_tank"],
             "window": 128, "stride": 32, "top_k": 32, "train_top_k": 4, "zoom": 1.0, "train_coarse": False},
 }
