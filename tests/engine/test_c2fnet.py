@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from engine.models import MODELS, build_model
+from engine.models import MODELS, Architecture, build_model, resolve_config
 from engine.models.semantic.c2fnet import C2FNet, aggregate, select_windows, window_counts, window_grid, window_starts
 from engine.models.semantic.common import SemanticModel
 from engine.semantic import IGNORE_INDEX
@@ -34,7 +34,8 @@ class TinySemantic(SemanticModel):
 
 @pytest.fixture
 def tiny_registered(monkeypatch):
-    monkeypatch.setitem(MODELS, "tiny_semantic", lambda spec: TinySemantic(spec.bands, spec.num_classes))
+    monkeypatch.setitem(MODELS, "tiny_semantic", Architecture(
+        "tiny_semantic", "semantic", lambda spec: TinySemantic(spec.bands, spec.num_classes)))
 
 
 def _spec(bands: int = 1, classes: tuple[str, ...] = CLASSES, **config) -> ModelSpec:
@@ -302,11 +303,28 @@ def test_image_without_objects(tiny_registered):
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="unknown c2fnet config"):
+    with pytest.raises(ValueError, match="unknown c2fnet config key"):
         build_model(_spec(windw=3))
     with pytest.raises(ValueError, match="not among"):
         build_model(_spec(small_classes=["ship"]))
-    with pytest.raises(ValueError, match="coarse"):
+    with pytest.raises(ValueError, match="unknown c2fnet.coarse config key.*'arch'; valid keys: architecture, config"):
         build_model(_spec(coarse={"arch": "semantic_fpn"}))
     with pytest.raises(ValueError, match="zoom"):
         build_model(_spec(zoom=0.5))
+    for nested in ("c2fnet", "mask_rcnn", "unet"):  # a nested model is a semantic model other than C2FNet
+        with pytest.raises(ValueError, match="choose one of farseg, hi_resnet, semantic_fpn"):
+            build_model(_spec(fine={"architecture": nested}))
+        with pytest.raises(ValueError, match="choose one of farseg, hi_resnet, semantic_fpn"):
+            resolve_config("c2fnet", None, {"coarse": {"architecture": nested}})
+    with pytest.raises(ValueError, match="unknown semantic_fpn config key"):  # the sub-model's own parser
+        resolve_config("c2fnet", None, {"fine": {"config": {"fpn_chanels": 8}}})
+
+
+def test_resolved_config_spells_out_the_sub_models():
+    resolved = resolve_config("c2fnet", "cpu", {"top_k": 8})
+    assert resolved["top_k"] == 8 and resolved["train_top_k"] == 4 and resolved["train_coarse"] is False
+    assert resolved["small_classes"] == ["vehicle", "ship", "storage_tank"]
+    fine = resolved["fine"]
+    assert fine["architecture"] == "semantic_fpn" and fine["config"]["backbone"] == "efficientnet_lite0"
+    assert fine["config"]["pretrained"] is True and fine["config"]["decoder_channels"] == 128  # defaults filled in
+    assert resolve_config("c2fnet", None, resolved) == resolved

@@ -1,6 +1,7 @@
-"""Hi-ResNet: training on different-size images, the eval contract (mean of the two heads' logits), images
-without objects, band counts, the IA block's window padding, every ablation switch, and the three losses
-(generalised Dice range, label-smoothing CE vs PyTorch, CEA zero only for a perfect prediction, ignore pixels)."""
+"""Hi-ResNet: eval probabilities from the mean of the two heads' logits, the IA block's window padding, every
+ablation switch, the size presets, and the three losses (generalised Dice range, label-smoothing CE vs PyTorch,
+CEA zero only for a perfect prediction, ignore pixels). The contract every architecture shares (losses, empty
+images, bands, eval outputs): test_model_contract.py."""
 from __future__ import annotations
 
 import pytest
@@ -8,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from engine.models import build_model
-from engine.models.semantic.hi_resnet import PRESETS, hi_resnet_config
+from engine.models.config import parse_config, to_dict
+from engine.models.losses.hi_resnet import cea_loss, generalised_dice_loss, label_smoothing_ce
+from engine.models.semantic.hi_resnet import SIZE_PRESETS, HiResNetConfig
 from engine.models.semantic.hi_resnet_blocks import BasicBlock, IABlock, WindowSelfAttention
 from engine.semantic import IGNORE_INDEX
-from engine.semantic.hi_resnet_losses import cea_loss, generalised_dice_loss, label_smoothing_ce
 from engine.spec import ModelSpec, classes_from_names
 from tests.engine.model_checks import train_step
 
@@ -47,14 +49,6 @@ def _targets(sizes=((64, 64), (64, 96))) -> list[dict]:
     return targets
 
 
-def test_train_step_on_different_sizes_reaches_the_funnel():
-    model = _model()
-    losses = train_step(model, _images(), _targets(), ALL_LOSSES)
-    assert all(float(v) > 0 for v in losses.values())
-    first_conv = model.funnel.down1[0][1]
-    assert first_conv.weight.grad is not None and float(first_conv.weight.grad.abs().sum()) > 0
-
-
 def test_eval_probs_are_softmax_of_the_mean_of_both_heads():
     model = _model().eval()
     images = _images()
@@ -73,22 +67,6 @@ def test_eval_probs_are_softmax_of_the_mean_of_both_heads():
     expected = torch.softmax(F.interpolate(mean_logits, size=(64, 64), mode="bilinear", align_corners=False), 1)
     assert torch.allclose(alone, expected[0], atol=1e-5)
     assert not torch.allclose(heads["coarse"], heads["refined"])
-
-
-def test_training_on_an_image_without_objects():
-    model = _model()
-    images = _images(sizes=((64, 64),))
-    losses = train_step(model, images, [{"semantic": torch.zeros(64, 64, dtype=torch.int64)}], ALL_LOSSES)
-    assert all(torch.isfinite(v) for v in losses.values())
-
-
-def test_four_band_input():
-    model = _model(bands=4)
-    train_step(model, _images(bands=4), _targets(), ALL_LOSSES)
-    model.eval()
-    with torch.no_grad():
-        outputs = model(_images(bands=4, sizes=((40, 72),)))
-    assert outputs[0]["probs"].shape == (3, 40, 72)
 
 
 @pytest.mark.parametrize("size", [(10, 7), (8, 13), (4, 4)])
@@ -133,16 +111,22 @@ def test_edge_loss_and_ia_block_switches():
     train_step(plain, _images(), _targets(), ALL_LOSSES)
 
 
-def test_config_presets_and_unknown_keys():
-    paper = hi_resnet_config(ModelSpec(name="t", architecture="hi_resnet", task="semantic",
-                                       config={"preset": "paper"}, classes=classes_from_names(["a"])))
-    assert paper["channels"] == [48, 96, 192] and paper["blocks"] == [4, 4, 12] and paper["modules"] == [1, 4]
-    assert paper["blocks"] == PRESETS["paper"]["blocks"]
-    assert hi_resnet_config(_spec(preset="paper"))["blocks"] == [1, 1, 1]  # explicit keys win over the preset
-    with pytest.raises(ValueError, match="unknown"):
-        hi_resnet_config(_spec(colour="red"))
-    with pytest.raises(ValueError, match="preset"):
-        hi_resnet_config(_spec(preset="huge"))
+def test_config_size_presets_and_unknown_keys():
+    paper = parse_config(HiResNetConfig, {"preset": "paper"})  # as older checkpoints store it
+    assert paper.channels == (48, 96, 192) and paper.blocks == (4, 4, 12) and paper.modules == (1, 4)
+    assert (paper.ocr_channels, paper.ocr_key_channels) == (512, 256)
+    assert {k: getattr(paper, k) for k in SIZE_PRESETS["paper"]} == SIZE_PRESETS["paper"]
+    light = HiResNetConfig()
+    assert light.channels == (24, 48, 96) and light.blocks == (1, 1, 2) and light.ocr_channels == 64
+    explicit = parse_config(HiResNetConfig, {"preset": "paper", "blocks": [1, 1, 1]})
+    assert explicit.blocks == (1, 1, 1) and explicit.channels == (48, 96, 192)  # explicit keys win over the preset
+    assert parse_config(HiResNetConfig, to_dict(explicit)) == explicit  # the stored dict rebuilds the same sizes
+    with pytest.raises(ValueError, match="unknown hi_resnet config key"):
+        build_model(_spec(colour="red"))
+    with pytest.raises(ValueError, match="'preset': 'huge' is not one of light, paper"):
+        build_model(_spec(preset="huge"))
+    with pytest.raises(ValueError, match="'channels': expected a list of 3 int"):
+        build_model(_spec(channels=[8, 16]))
 
 
 # ----------------------------------------------------------------------------------------------- losses

@@ -1,5 +1,6 @@
-"""HQ-ISNet and Cascade Mask R-CNN: HRNet/HRFPN shapes, ISNetV2 mask flow, cascade inference rules,
-training contract (empty images, bands, every switch combination) and a tiny CLI train + evaluate."""
+"""HQ-ISNet and Cascade Mask R-CNN: HRNet/HRFPN shapes, ISNetV2 mask flow, cascade inference rules, every
+switch combination training, the configs, and a tiny CLI train + evaluate. The contract every architecture
+shares (losses, empty images, bands, eval outputs): test_model_contract.py."""
 
 import json
 from pathlib import Path
@@ -12,21 +13,17 @@ from torchvision.ops import FeaturePyramidNetwork
 from engine.cli import main
 from engine.models import build_model
 from engine.models.backbones.hrnet import HRNetFeatures
-from engine.models.detectors.cascade_heads import cascade_box_loss, postprocess_detections
-from engine.models.detectors.cascade_mask_rcnn import DEFAULT_CONFIG, HQ_ISNET_CONFIG, merged_config
-from engine.models.detectors.mask_rcnn import BackboneWithFPN
+from engine.models.config import parse_config
+from engine.models.detectors.cascade_mask_rcnn import CascadeConfig, HQISNetConfig
+from engine.models.heads.cascade import cascade_box_loss, postprocess_detections
+from engine.models.necks.fpn import BackboneWithFPN
 from engine.models.necks.hrfpn import HRFPN
 from engine.spec import ModelSpec, classes_from_names
 from tests.data.make_fixtures import write_coco_dataset
-from tests.engine.model_checks import train_step
+from tests.engine.model_checks import HRNET, RCNN, train_step
 from tests.engine.test_models import _images, _target  # rectangle targets, seeded random images
 
-TINY = {
-    "hrnet_blocks": 1, "hrnet_modules": [1, 1, 1], "fpn_channels": 32, "representation_size": 64,
-    "mask_head_channels": 16, "mask_head_layers": 1, "anchor_sizes": [8, 16, 32, 64, 128],
-    "rpn_pre_nms_top_n_train": 64, "rpn_post_nms_top_n_train": 32, "rpn_pre_nms_top_n_test": 64,
-    "rpn_post_nms_top_n_test": 32, "box_batch_size_per_image": 16, "detections_per_img": 20, "box_score_thresh": 0.0,
-}
+TINY = {**HRNET, **RCNN}
 WIDTHS = {18: [18, 36, 72, 144], 32: [32, 64, 128, 256], 40: [40, 80, 160, 320]}
 STAGE_LOSSES = {f"loss_{kind}_s{s}" for kind in ("classifier", "box_reg", "mask") for s in (1, 2, 3)}
 LOSSES = STAGE_LOSSES | {"loss_objectness", "loss_rpn_box_reg"}
@@ -210,59 +207,7 @@ def test_box_loss_without_rois_is_zero_and_differentiable() -> None:
     assert float(box) == pytest.approx((0.5 - 1 / 18) / 2)
 
 
-# ------------------------------------------------------------------------------------ model contract
-
-
-def test_images_without_objects_train() -> None:
-    torch.manual_seed(0)
-    model = build_model(_spec())
-    losses = _train_step(model, _images(2, 1), [_target([], []), _target([], [])])
-    for stage in (1, 2, 3):
-        assert float(losses[f"loss_mask_s{stage}"]) == 0.0 and float(losses[f"loss_box_reg_s{stage}"]) == 0.0
-        assert float(losses[f"loss_classifier_s{stage}"]) > 0  # the background is still learnt
-    assert float(losses["loss_rpn_box_reg"]) == 0.0 and float(losses["loss_objectness"]) > 0
-    losses = _train_step(model, _images(2, 1), [_target([(10, 12, 30, 28)], [1]), _target([], [])])
-    assert all(float(losses[f"loss_mask_s{s}"]) > 0 for s in (1, 2, 3))
-
-
-def test_multiband_input() -> None:
-    model = build_model(_spec(bands=4))
-    first = model.backbone.body.stem[0][0]
-    assert first.in_channels == 4
-    _train_step(model, _images(2, 4), [_target([(10, 12, 30, 28)], [1]), _target([], [])])
-    assert first.weight.grad is not None and float(first.weight.grad.abs().sum()) > 0
-    model.eval()
-    with torch.no_grad():
-        assert model(_images(1, 4))[0]["masks"].shape[1:] == (1, 64, 64)
-        with pytest.raises(RuntimeError):  # a band-count mismatch is not silently accepted
-            model(_images(1, 3))
-
-
-@pytest.mark.parametrize("arch", ["hq_isnet", "cascade_mask_rcnn"])
-def test_eval_output_contract(arch) -> None:
-    torch.manual_seed(0)
-    model = build_model(_spec(arch)).eval()
-    with torch.no_grad():
-        outputs = model([torch.randn(1, 64, 64), torch.randn(1, 50, 70)])  # sizes differ, 50 x 70 is padded
-    assert len(outputs) == 2
-    for out, (h, w) in zip(outputs, [(64, 64), (50, 70)]):
-        assert set(out) == {"boxes", "labels", "scores", "masks"}
-        n = len(out["scores"])
-        assert 0 < n <= 20  # untrained, score threshold 0: detections exist, so the shapes are really checked
-        assert out["boxes"].shape == (n, 4) and out["boxes"].dtype == torch.float32
-        assert out["labels"].shape == (n,) and out["labels"].dtype == torch.int64
-        assert out["scores"].shape == (n,) and out["scores"].dtype == torch.float32
-        assert out["masks"].shape == (n, 1, h, w) and out["masks"].dtype == torch.float32
-        assert set(out["labels"].tolist()) <= {1, 2}
-        assert float(out["scores"].min()) >= 0.0 and float(out["scores"].max()) <= 1.0
-        assert bool((out["scores"][:-1] >= out["scores"][1:]).all())
-        assert float(out["masks"].min()) >= 0.0 and float(out["masks"].max()) <= 1.0
-        assert float(out["masks"].max()) > 0.0
-        assert (out["boxes"][:, :2] >= 0).all() and (out["boxes"][:, 2] <= w).all() and (out["boxes"][:, 3] <= h).all()
-    none = build_model(_spec(arch, box_score_thresh=1.01)).eval()
-    with torch.no_grad():
-        out = none([torch.randn(1, 64, 96)])[0]
-    assert out["boxes"].shape == (0, 4) and out["labels"].shape == (0,) and out["masks"].shape == (0, 1, 64, 96)
+# ------------------------------------------------------------------------------------ switches
 
 
 @pytest.mark.parametrize("neck", ["fpn", "hrfpn"])
@@ -284,22 +229,29 @@ def test_every_switch_combination_trains(neck, mask_flow) -> None:
 
 
 def test_defaults_and_config_errors() -> None:
-    hq = merged_config(ModelSpec(name="t", architecture="hq_isnet"), HQ_ISNET_CONFIG)
-    assert (hq["backbone"], hq["neck"], hq["mask_flow"]) == ("hrnet_w18", "hrfpn", "isnetv2")
-    base = merged_config(ModelSpec(name="t", architecture="cascade_mask_rcnn"), DEFAULT_CONFIG)
-    assert (base["backbone"], base["neck"], base["mask_flow"]) == ("resnet18", "fpn", "isnetv1")
+    hq = HQISNetConfig()
+    assert (hq.backbone, hq.neck, hq.mask_flow) == ("hrnet_w18", "hrfpn", "isnetv2")
+    base = CascadeConfig()
+    assert (base.backbone, base.neck, base.mask_flow) == ("resnet18", "fpn", "isnetv1")
+    assert base.cascade_box_weights[2] == (30.0, 30.0, 15.0, 15.0) and base.hrnet_modules == (1, 4, 3)
+    two = parse_config(HQISNetConfig, {"cascade_iou_thresholds": [0.5, 0.7], "cascade_box_weights": [[1, 1, 1, 1]] * 2,
+                                       "cascade_loss_weights": [1, 1]})
+    assert two.cascade_box_weights == ((1.0,) * 4,) * 2
     model = build_model(_spec("hq_isnet", backbone="hrnet_w32"))
     assert isinstance(model.backbone.body, HRNetFeatures) and model.backbone.body.out_channels[0] == 32
     assert type(build_model(_spec("cascade_mask_rcnn")).backbone.body).__name__ == "ResNetFeatures"
-    with pytest.raises(ValueError, match="hrnet_w18, hrnet_w32, hrnet_w40, resnet18"):
+    with pytest.raises(ValueError, match="'hrnet_w48' is not one of hrnet_w18, hrnet_w32, hrnet_w40, resnet18"):
         build_model(_spec(backbone="hrnet_w48"))
-    with pytest.raises(ValueError, match="fpn, hrfpn"):
+    with pytest.raises(ValueError, match="hq_isnet config 'neck': 'bifpn' is not one of fpn, hrfpn"):
         build_model(_spec(neck="bifpn"))
     with pytest.raises(ValueError, match="isnetv1, isnetv2"):
         build_model(_spec(mask_flow="htc"))
+    with pytest.raises(ValueError, match="'cascade_box_weights': expected a list of 4 float"):
+        build_model(_spec(cascade_box_weights=[[10, 10, 5]] * 3))
     with pytest.raises(ValueError, match="mask_fow") as info:
         build_model(_spec(mask_fow="isnetv1"))
-    assert "hq_isnet" in str(info.value) and all(key in str(info.value) for key in HQ_ISNET_CONFIG)
+    assert "hq_isnet" in str(info.value)
+    assert all(key in str(info.value) for key in HQISNetConfig.__dataclass_fields__)
     with pytest.raises(ValueError, match="no pretrained weights for 'hrnet_w18'"):
         build_model(_spec(pretrained=True))
     with pytest.raises(ValueError, match="cascade stages disagree"):

@@ -1,4 +1,5 @@
-"""Mask R-CNN builders: training/eval contract, empty images, band counts, pretrained weights, bad names."""
+"""Mask R-CNN: every part learns, the config reaches the modules, bad names, EfficientNet-Lite ImageNet weights.
+The contract every architecture shares (losses, empty images, bands, eval outputs): test_model_contract.py."""
 
 import pytest
 import torch
@@ -9,17 +10,11 @@ from engine.models.backbones.efficientnet_lite import (
     imagenet_weights_file,
     load_imagenet_weights,
 )
-from engine.models.detectors.mask_rcnn import DEFAULT_CONFIG
+from engine.models.detectors.mask_rcnn import MaskRCNNConfig
 from engine.spec import ModelSpec, classes_from_names
-from tests.engine.model_checks import train_step
+from tests.engine.model_checks import RCNN, train_step
 
-TINY = {
-    "fpn_channels": 32, "representation_size": 64, "mask_head_channels": 16, "mask_head_layers": 1,
-    "anchor_sizes": [8, 16, 32, 64, 128],
-    "rpn_pre_nms_top_n_train": 64, "rpn_post_nms_top_n_train": 32,
-    "rpn_pre_nms_top_n_test": 64, "rpn_post_nms_top_n_test": 32,
-    "box_batch_size_per_image": 16, "detections_per_img": 20, "box_score_thresh": 0.0,
-}
+TINY = RCNN
 BACKBONES = ["resnet18", "efficientnet_lite0"]
 LOSSES = {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
 
@@ -52,7 +47,7 @@ def _grad_norms(model: torch.nn.Module) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_forward_backward_gives_finite_losses_and_gradients(backbone) -> None:
+def test_objects_activate_every_loss_and_every_part_learns(backbone) -> None:
     torch.manual_seed(0)
     model = build_model(_spec(backbone))
     targets = [_target([(10, 12, 30, 28), (40, 40, 60, 52)], [1, 2]), _target([(5, 30, 25, 60)], [2])]
@@ -63,59 +58,6 @@ def test_forward_backward_gives_finite_losses_and_gradients(backbone) -> None:
         assert any(v > 0 for n, v in grads.items() if n.startswith(part)), f"no gradient reaches {part}"
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
-def test_images_without_objects_train(backbone) -> None:
-    torch.manual_seed(0)
-    model = build_model(_spec(backbone))
-    empty = [_target([], []), _target([], [])]
-    losses = _train_step(model, _images(2, 1), empty)
-    assert float(losses["loss_mask"]) == 0.0 and float(losses["loss_box_reg"]) == 0.0
-    assert float(losses["loss_rpn_box_reg"]) == 0.0
-    # the background is still learnt
-    assert float(losses["loss_classifier"]) > 0 and float(losses["loss_objectness"]) > 0
-    assert any(v > 0 for v in _grad_norms(model).values())
-    # a batch mixing an empty and a non-empty image
-    _train_step(model, _images(2, 1), [_target([(10, 12, 30, 28)], [1]), _target([], [])])
-
-
-@pytest.mark.parametrize(("backbone", "bands"), [("resnet18", 4), ("resnet18", 2), ("efficientnet_lite0", 4),
-                                                 ("efficientnet_lite0", 2)])
-def test_multiband_input(backbone, bands) -> None:
-    model = build_model(_spec(backbone, bands=bands))
-    first = model.backbone.body.stem[0] if backbone == "resnet18" else model.backbone.body.stem.conv
-    assert first.in_channels == bands
-    _train_step(model, _images(2, bands), [_target([(10, 12, 30, 28)], [1]), _target([], [])])
-    assert first.weight.grad is not None and float(first.weight.grad.abs().sum()) > 0
-    model.eval()
-    with torch.no_grad():
-        out = model(_images(1, bands))
-    assert out[0]["masks"].shape[1:] == (1, 64, 64)
-    with pytest.raises(RuntimeError):  # a band-count mismatch is not silently accepted
-        model(_images(1, bands + 1))
-
-
-@pytest.mark.parametrize("backbone", BACKBONES)
-def test_eval_output_contract(backbone) -> None:
-    torch.manual_seed(0)
-    model = build_model(_spec(backbone)).eval()
-    with torch.no_grad():
-        outputs = model([torch.randn(1, 64, 64), torch.randn(1, 64, 96)])  # sizes differ: no resizing
-    assert len(outputs) == 2
-    for out, (h, w) in zip(outputs, [(64, 64), (64, 96)]):
-        assert set(out) == {"boxes", "labels", "scores", "masks"}
-        n = len(out["scores"])
-        assert n > 0  # untrained, score threshold 0: detections exist, so the shapes are really checked
-        assert out["boxes"].shape == (n, 4) and out["boxes"].dtype == torch.float32
-        assert out["labels"].shape == (n,) and out["labels"].dtype == torch.int64
-        assert out["scores"].shape == (n,)
-        assert out["masks"].shape == (n, 1, h, w)
-        assert set(out["labels"].tolist()) <= {1, 2}
-        assert float(out["masks"].min()) >= 0.0 and float(out["masks"].max()) <= 1.0
-        assert (out["boxes"][:, 2] <= w).all() and (out["boxes"][:, 3] <= h).all()
-        assert (out["boxes"][:, :2] >= 0).all()
-        assert bool((out["scores"][:-1] >= out["scores"][1:]).all())
-
-
 def test_config_is_applied() -> None:
     model = build_model(_spec("resnet18"))
     assert model.backbone.out_channels == 32
@@ -124,6 +66,11 @@ def test_config_is_applied() -> None:
     assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 3
     assert model.roi_heads.detections_per_img == 20
     assert model.roi_heads.fg_bg_sampler.batch_size_per_image == 16
+    assert model.roi_heads.score_thresh == 0.0 and model.roi_heads.nms_thresh == 0.5
+    assert model.rpn._pre_nms_top_n == {"training": 64, "testing": 64}
+    assert model.rpn._post_nms_top_n == {"training": 32, "testing": 32}
+    assert model.rpn.anchor_generator.sizes == ((8,), (16,), (32,), (64,), (128,))
+    assert len(model.roi_heads.mask_head) == 1 and model.roi_heads.mask_head[0][0].out_channels == 16
     assert isinstance(model.backbone.fpn.inner_blocks[0][1], torch.nn.GroupNorm)
     plain = build_model(_spec("resnet18", fpn_norm="none"))
     assert len(plain.backbone.fpn.inner_blocks[0]) == 1  # conv only
@@ -133,11 +80,14 @@ def test_unknown_names_raise_listing_valid_ones() -> None:
     with pytest.raises(ValueError, match="mask_rcnn") as info:
         build_model(ModelSpec(name="t", architecture="yolo"))
     assert "yolo" in str(info.value) and all(name in str(info.value) for name in MODELS)
-    with pytest.raises(ValueError, match="resnet18, resnet50, efficientnet_lite0, efficientnet_lite2"):
+    with pytest.raises(ValueError, match="'backbone': 'vgg16' is not one of resnet18, resnet50, efficientnet_lite0, "
+                                         "efficientnet_lite2"):
         build_model(_spec("vgg16"))
-    with pytest.raises(ValueError, match="fpn_chanels") as info:
+    with pytest.raises(ValueError, match="unknown mask_rcnn config key.*'fpn_chanels'") as info:
         build_model(_spec("resnet18", fpn_chanels=16))
-    assert all(key in str(info.value) for key in DEFAULT_CONFIG)
+    assert all(key in str(info.value) for key in MaskRCNNConfig.__dataclass_fields__)
+    with pytest.raises(ValueError, match="no pretrained weights for 'resnet18'"):
+        build_model(_spec("resnet18", pretrained=True))
 
 
 @pytest.mark.parametrize(("variant", "last_block"), [("efficientnet_lite0", 15), ("efficientnet_lite2", 20)])

@@ -1,5 +1,6 @@
-"""SOLOv2 and FACENet: target assignment, Matrix NMS, DCNv2, losses on empty images, every switch,
-band counts, the eval output contract, learning one object, and a tiny CLI train -> evaluate -> segment."""
+"""SOLOv2 and FACENet: target assignment, Matrix NMS, DCNv2, SEM and FACE-FPN at start, every switch, boxes as
+mask extents, learning one object, the configs, and a tiny CLI train -> evaluate -> segment. The contract every
+architecture shares (losses, empty images, bands, eval outputs): test_model_contract.py."""
 from __future__ import annotations
 
 import itertools
@@ -14,9 +15,10 @@ import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 from engine.models import MODELS, build_model
-from engine.models.detectors.facenet import DEFAULT_CONFIG as FACENET_CONFIG
-from engine.models.detectors.solov2 import DEFAULT_CONFIG, pad_to_batch
+from engine.models.detectors.facenet import FACENetConfig
+from engine.models.detectors.solov2 import SOLOv2Config
 from engine.models.layers.dcnv2 import ModulatedDeformConv2d, sampled_deform_conv2d
+from engine.models.layers.transform import pad_to_batch
 from engine.models.necks.face_fpn import FaceFPN
 from engine.models.necks.sem import SemanticEnhancement, TrunkWithSEM
 from engine.models.solo.losses import dice_loss
@@ -28,8 +30,8 @@ from tests.engine.model_checks import train_step
 TINY = {"fpn_channels": 32, "head_channels": 32, "head_convs": 2, "mask_feature_channels": 16,
         "mask_channels": 32, "aspp_dilations": [1, 2, 3], "detections_per_img": 20}
 LOSSES = {"loss_category", "loss_mask"}
-GRIDS = DEFAULT_CONFIG["grids"]
-RANGES = DEFAULT_CONFIG["scale_ranges"]
+GRIDS = SOLOv2Config().grids
+RANGES = SOLOv2Config().scale_ranges
 
 
 def _spec(arch: str = "solov2", bands: int = 1, classes: tuple[str, ...] = ("ship", "tank"), **config) -> ModelSpec:
@@ -326,7 +328,7 @@ SWITCHES = [
 def test_forward_backward_with_each_switch(arch, switches) -> None:
     torch.manual_seed(0)
     model = build_model(_spec(arch, **switches))
-    cfg = {**(FACENET_CONFIG if arch == "facenet" else DEFAULT_CONFIG), **switches}
+    cfg = {**vars(FACENetConfig() if arch == "facenet" else SOLOv2Config()), **switches}
     assert isinstance(model.backbone.fpn, FaceFPN) == cfg["face_fpn"]
     assert isinstance(model.backbone.body, TrunkWithSEM) == cfg["sem"]
     deformable = {name: any(isinstance(m, ModulatedDeformConv2d) for m in getattr(model.head, name).modules())
@@ -345,57 +347,14 @@ def test_forward_backward_with_each_switch(arch, switches) -> None:
 
 
 @pytest.mark.parametrize("arch", ["solov2", "facenet"])
-def test_images_without_objects_train(arch) -> None:
-    torch.manual_seed(0)
-    model = build_model(_spec(arch))
-    losses = _train_step(model, _images(2), [_target([], []), _target([], [])])
-    assert losses["loss_mask"] == 0.0
-    assert losses["loss_category"] > 0  # the background is still learnt
-    assert _grad_reaches(model, "head.category_tower.") and _grad_reaches(model, "backbone.body.")
-    # a batch mixing an empty and a non-empty image, of different sizes
-    images = _images(1) + _images(1, size=(50, 70))
-    losses = _train_step(model, images, [_target([(10, 12, 30, 28)], [1]), _target([], [], size=(50, 70))])
-    assert losses["loss_mask"] > 0
-
-
-@pytest.mark.parametrize(("arch", "bands"), [("solov2", 4), ("facenet", 4), ("facenet", 2)])
-def test_multiband_input(arch, bands) -> None:
-    model = build_model(_spec(arch, bands=bands))
-    trunk = model.backbone.body.trunk if isinstance(model.backbone.body, TrunkWithSEM) else model.backbone.body
-    first = trunk.stem[0]
-    assert first.in_channels == bands
-    _train_step(model, _images(2, bands), [_target([(10, 12, 30, 28)], [1]), _target([], [])])
-    assert float(first.weight.grad.abs().sum()) > 0
-    model.eval()
-    model.inference = type(model.inference)(score_thresh=0.0, update_thresh=0.0, detections_per_img=5)
-    with torch.no_grad():
-        out = model(_images(1, bands))
-    assert out[0]["masks"].shape[1:] == (1, 64, 64)
-    with pytest.raises(RuntimeError):  # a band-count mismatch is not silently accepted
-        model(_images(1, bands + 1))
-
-
-@pytest.mark.parametrize("arch", ["solov2", "facenet"])
-def test_eval_output_contract(arch) -> None:
+def test_boxes_are_mask_extents_and_untrained_default_thresholds_detect_nothing(arch) -> None:
     torch.manual_seed(0)
     model = build_model(_spec(arch, score_thresh=0.0, update_thresh=0.0)).eval()
-    sizes = [(64, 64), (64, 96), (50, 70)]  # differ, and 50 x 70 is no multiple of 32: no resizing
     with torch.no_grad():
-        outputs = model([torch.randn(1, h, w) for h, w in sizes])
-    assert len(outputs) == 3
-    for out, (h, w) in zip(outputs, sizes):
-        assert set(out) == {"boxes", "labels", "scores", "masks"}
-        n = len(out["scores"])
-        assert 0 < n <= 20  # untrained with thresholds 0: detections exist, so the shapes are really checked
-        assert out["boxes"].shape == (n, 4) and out["boxes"].dtype == torch.float32
-        assert out["labels"].shape == (n,) and out["labels"].dtype == torch.int64
-        assert out["scores"].shape == (n,) and out["scores"].dtype == torch.float32
-        assert out["masks"].shape == (n, 1, h, w) and out["masks"].dtype == torch.float32
-        assert set(out["labels"].tolist()) <= {1, 2}
-        assert float(out["scores"].min()) >= 0.0 and float(out["scores"].max()) <= 1.0
-        assert bool((out["scores"][:-1] >= out["scores"][1:]).all())
-        assert float(out["masks"].min()) >= 0.0 and float(out["masks"].max()) <= 1.0
-        for box, mask in zip(out["boxes"], out["masks"][:, 0] >= 0.5):  # boxes are the mask extents
+        outputs = model([torch.randn(1, 64, 96), torch.randn(1, 50, 70)])
+    assert all(len(out["scores"]) > 0 for out in outputs)
+    for out in outputs:
+        for box, mask in zip(out["boxes"], out["masks"][:, 0] >= 0.5):
             rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
             assert box.tolist() == [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]
     # default thresholds on an untrained model: the 0.01 prior keeps every cell below 0.1 -> no detections
@@ -436,15 +395,19 @@ def test_pad_to_batch() -> None:
 
 def test_registry_and_config_validation() -> None:
     assert {"solov2", "facenet"} <= set(MODELS)
-    assert (FACENET_CONFIG["face_fpn"], FACENET_CONFIG["sem"], FACENET_CONFIG["dcn"]) == (True, True, "kernel")
-    assert (DEFAULT_CONFIG["face_fpn"], DEFAULT_CONFIG["sem"], DEFAULT_CONFIG["dcn"]) == (False, False, "none")
-    with pytest.raises(ValueError, match="facenet config keys") as info:
+    facenet, solov2 = FACENetConfig(), SOLOv2Config()
+    assert (facenet.face_fpn, facenet.sem, facenet.dcn) == (True, True, "kernel")
+    assert (solov2.face_fpn, solov2.sem, solov2.dcn) == (False, False, "none")
+    assert vars(facenet) == {**vars(solov2), "face_fpn": True, "sem": True, "dcn": "kernel"}
+    with pytest.raises(ValueError, match="unknown facenet config key") as info:
         build_model(_spec("facenet", grid=[4]))
-    assert "'grid'" in str(info.value) and all(key in str(info.value) for key in FACENET_CONFIG)
+    assert "'grid'" in str(info.value) and all(key in str(info.value) for key in FACENetConfig.__dataclass_fields__)
     with pytest.raises(ValueError, match="none, kernel, towers"):
         build_model(_spec("solov2", dcn="head"))
     with pytest.raises(ValueError, match="resnet18, resnet50, efficientnet_lite0"):
         build_model(_spec("solov2", backbone="vgg16"))
+    with pytest.raises(ValueError, match="'grids': expected a list of 5 int"):
+        build_model(_spec("solov2", grids=[40, 36, 24]))
     model = build_model(_spec("solov2", grids=[8, 7, 6, 5, 4]))
     kernels, categories = model.head([torch.zeros(1, 32, s, s) for s in (16, 8, 4, 2, 1)])
     assert [k.shape[-1] for k in kernels] == [8, 7, 6, 5, 4] and categories[0].shape == (1, 2, 8, 8)

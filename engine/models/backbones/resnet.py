@@ -10,9 +10,7 @@ from collections import OrderedDict
 from torch import Tensor, nn
 from torchvision.models import resnet18, resnet50
 
-
-def _group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(32, channels), channels)
+from engine.models.layers.norm import group_norm
 
 
 class ResNetFeatures(nn.Module):
@@ -23,7 +21,7 @@ class ResNetFeatures(nn.Module):
         builders = {18: resnet18, 50: resnet50}
         if depth not in builders:
             raise ValueError(f"ResNet depth {depth} not supported; choose one of {sorted(builders)}")
-        norm_layer = _group_norm if norm == "gn" else nn.BatchNorm2d
+        norm_layer = group_norm if norm == "gn" else nn.BatchNorm2d
         net = builders[depth](weights=None, norm_layer=norm_layer)
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")

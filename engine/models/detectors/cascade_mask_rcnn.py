@@ -1,9 +1,9 @@
 """Cascade Mask R-CNN and HQ-ISNet (Su et al., Remote Sensing 2020) from torchvision's detection parts.
 
 HQ-ISNet = HRNetV2 backbone + HRFPN neck + 3-stage cascade with ISNetV2 mask information flow
-(engine.models.detectors.cascade_heads). The paper's ablations are config switches:
+(engine.models.heads.cascade). The paper's ablations are config switches:
 `neck` "fpn" | "hrfpn", `mask_flow` "isnetv1" | "isnetv2", `backbone` hrnet_w18/w32/w40 (or
-resnet18/50, efficientnet_lite0). "cascade_mask_rcnn" is the baseline (resnet18, fpn, isnetv1);
+resnet18/50, efficientnet_lite0/2). "cascade_mask_rcnn" is the baseline (resnet18, fpn, isnetv1);
 "hq_isnet" defaults to hrnet_w18 + hrfpn + isnetv2 (W18: the paper's W40 is ~2x slower on a CPU).
 
 Contract (torchvision's, as Mask R-CNN): `model(images: list[Tensor[C,H,W] float], targets=None)`.
@@ -16,125 +16,141 @@ RoIAlign uses aligned=True (paper); the GroupNorm defaults are for training from
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from torch import nn
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
-from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
-from engine.models.backbones import HRNetOptions
-from engine.models.backbones import build_trunk as make_trunk
-from engine.models.backbones.hrnet import HRNET_WIDTHS
-from engine.models.detectors.cascade_heads import (
-    MASK_FLOWS,
+from engine.models.backbones import HRNetOptions, Trunk, build_trunk
+from engine.models.config import parse_config
+from engine.models.detectors.mask_rcnn import CPU_RCNN, PAPER_RCNN, ROI_LEVELS, MaskRCNNConfig
+from engine.models.heads.cascade import (
     AlignedMultiScaleRoIAlign,
     CascadeBoxPredictor,
     CascadeMaskHead,
     CascadeRoIHeads,
+    MaskFlow,
 )
-from engine.models.detectors.mask_rcnn import BACKBONES as MASK_RCNN_BACKBONES
-from engine.models.detectors.mask_rcnn import DEFAULT_CONFIG as MASK_RCNN_CONFIG
-from engine.models.detectors.mask_rcnn import BackboneWithFPN, _NoResizeTransform
+from engine.models.heads.rpn import region_proposal_network
+from engine.models.layers.transform import NoResizeTransform
+from engine.models.necks.fpn import BackboneWithFPN
 from engine.models.necks.hrfpn import BackboneWithHRFPN
 from engine.spec import ModelSpec
 
-BACKBONES = (*HRNET_WIDTHS, *MASK_RCNN_BACKBONES)
-NECKS = ("fpn", "hrfpn")
-ROI_LEVELS = ["c2", "c3", "c4", "c5"]
+Box4 = tuple[float, float, float, float]
 
-DEFAULT_CONFIG: dict[str, Any] = {  # the cascade_mask_rcnn baseline: Mask R-CNN's settings plus these
-    **MASK_RCNN_CONFIG,  # backbone resnet18 (or hrnet_w18 | hrnet_w32 | hrnet_w40), FPN, RPN, box and mask heads
-    "hrnet_blocks": 4,  # HRNet: bottlenecks of stage 1 and basic blocks per branch (paper: 4)
-    "hrnet_modules": [1, 4, 3],  # HRNet: modules of stages 2/3/4 (paper: 1, 4, 3)
-    "hrnet_norm": "gn",  # HRNet: gn | bn
-    "neck": "fpn",  # fpn | hrfpn (fpn_channels / fpn_norm apply to both)
-    "box_positive_fraction": 0.25,
-    "mask_flow": "isnetv1",  # isnetv1 (independent mask heads) | isnetv2 (mask information flow)
-    "cascade_iou_thresholds": [0.5, 0.6, 0.7],
-    "cascade_box_weights": [[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]],
-    "cascade_loss_weights": [1.0, 0.5, 0.25],
+
+@dataclass(frozen=True)
+class CascadeConfig(MaskRCNNConfig):
+    """Cascade Mask R-CNN settings: Mask R-CNN's keys (backbone, FPN, RPN, box and mask heads) plus these.
+
+    Defaults: the cascade_mask_rcnn baseline (ResNet-18 from scratch, FPN, ISNetV1 = independent mask heads).
+    Presets (engine.models.MODELS["cascade_mask_rcnn"].presets):
+    - "paper": Mask R-CNN's paper sizes (ResNet-50, FPN 256, 1024-d box heads, 4 x 256 mask heads);
+    - "cpu": the `cascade` row of scripts/train_instance.sh: the slim CPU R-CNN block (EfficientNet-Lite0
+      ImageNet trunk, 3 blocks frozen, anchors 16..256, FPN 128, 512-d box heads, 128-wide mask heads, 256
+      sampled RoIs, RPN 1000/1000, 1000 test proposals, 300 detections).
+    """
+
+    backbone: Trunk = "resnet18"  # hrnet_w18 | hrnet_w32 | hrnet_w40 | resnet18 | resnet50 | efficientnet_lite0/2
+    hrnet_blocks: int = 4  # HRNet: bottlenecks of stage 1 and basic blocks per branch (paper: 4)
+    hrnet_modules: tuple[int, int, int] = (1, 4, 3)  # HRNet: modules of stages 2/3/4 (paper: 1, 4, 3)
+    hrnet_norm: Literal["gn", "bn"] = "gn"
+    neck: Literal["fpn", "hrfpn"] = "fpn"  # fpn_channels / fpn_norm apply to both
+    box_positive_fraction: float = 0.25
+    mask_flow: MaskFlow = "isnetv1"  # isnetv1 (independent mask heads) | isnetv2 (mask information flow)
+    cascade_iou_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7)
+    cascade_box_weights: tuple[Box4, ...] = ((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0), (30.0, 30.0, 15.0, 15.0))
+    cascade_loss_weights: tuple[float, ...] = (1.0, 0.5, 0.25)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        counts = (len(self.cascade_iou_thresholds), len(self.cascade_box_weights), len(self.cascade_loss_weights))
+        if len(set(counts)) != 1 or counts[0] < 1:
+            raise ValueError("cascade stages disagree: give as many cascade_iou_thresholds, cascade_box_weights "
+                             f"and cascade_loss_weights (got {', '.join(map(str, counts))})")
+
+
+@dataclass(frozen=True)
+class HQISNetConfig(CascadeConfig):
+    """HQ-ISNet settings: CascadeConfig's keys with HQ-ISNet's defaults (HRNet-W18 from scratch, HRFPN, ISNetV2).
+
+    Presets (engine.models.MODELS["hq_isnet"].presets):
+    - "paper": the paper's sizes: HRNetV2-W40 (4 blocks, modules 1/4/3), HRFPN 256, 1024-d box heads,
+      4 x 256 mask heads, Mask R-CNN's RPN and sampling (GroupNorm kept: no ImageNet HRNet ships offline);
+    - "cpu": the `hq_isnet` row of scripts/train_instance.sh: the slim CPU R-CNN block (see CascadeConfig)
+      on the EfficientNet-Lite0 ImageNet trunk, HRFPN, ISNetV2;
+    - "cpu-v1": the same with ISNetV1 (`hq_isnet_v1` row); "cpu-fpn": FPN instead of HRFPN (`hq_isnet_fpn`);
+    - "cpu-hrnet": the slim block on HRNet-W18 from scratch (`hq_isnet_hrnet` row).
+    """
+
+    backbone: Trunk = "hrnet_w18"
+    neck: Literal["fpn", "hrfpn"] = "hrfpn"
+    mask_flow: MaskFlow = "isnetv2"
+
+
+HQ_CPU = {**CPU_RCNN, "neck": "hrfpn", "mask_flow": "isnetv2"}
+CASCADE_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {**PAPER_RCNN, "neck": "fpn", "mask_flow": "isnetv1"},
+    "cpu": {**CPU_RCNN, "neck": "fpn", "mask_flow": "isnetv1"},
 }
-
-HQ_ISNET_CONFIG: dict[str, Any] = {**DEFAULT_CONFIG, "backbone": "hrnet_w18", "neck": "hrfpn", "mask_flow": "isnetv2"}
-
-
-def merged_config(spec: ModelSpec, defaults: dict[str, Any]) -> dict[str, Any]:
-    """`defaults` overridden by `spec.config`; unknown keys and unknown switch values raise ValueError."""
-    unknown = set(spec.config) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown {spec.architecture} config keys {sorted(unknown)}; valid: {sorted(defaults)}")
-    cfg = {**defaults, **spec.config}
-    for key, valid in (("backbone", BACKBONES), ("neck", NECKS), ("mask_flow", MASK_FLOWS)):
-        if cfg[key] not in valid:
-            raise ValueError(f"unknown {key} '{cfg[key]}'; choose one of {', '.join(valid)}")
-    return cfg
-
-
-def build_trunk(cfg: dict[str, Any], bands: int) -> tuple[nn.Module, list[int]]:
-    """Backbone trunk returning {"c2".."c5"} (strides 4..32) and its channel counts."""
-    hrnet = HRNetOptions(int(cfg["hrnet_blocks"]), tuple(cfg["hrnet_modules"]), cfg["hrnet_norm"])
-    return make_trunk(cfg["backbone"], bands, bool(cfg["pretrained"]), int(cfg["frozen_blocks"]), hrnet=hrnet)
-
-
-def _rpn(cfg: dict[str, Any], channels: int) -> RegionProposalNetwork:
-    """RPN with one anchor size per level P2..P6 (IoU 0.7 / 0.3, 256 samples, half positive, NMS 0.7)."""
-    anchors = AnchorGenerator(
-        sizes=tuple((int(s),) for s in cfg["anchor_sizes"]),
-        aspect_ratios=(tuple(float(r) for r in cfg["aspect_ratios"]),) * len(cfg["anchor_sizes"]),
-    )
-    return RegionProposalNetwork(
-        anchors, RPNHead(channels, anchors.num_anchors_per_location()[0]),
-        fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
-        pre_nms_top_n={"training": cfg["rpn_pre_nms_top_n_train"], "testing": cfg["rpn_pre_nms_top_n_test"]},
-        post_nms_top_n={"training": cfg["rpn_post_nms_top_n_train"], "testing": cfg["rpn_post_nms_top_n_test"]},
-        nms_thresh=0.7,
-    )
-
-
-def _roi_heads(cfg: dict[str, Any], channels: int, num_outputs: int) -> CascadeRoIHeads:
-    stages = len(cfg["cascade_iou_thresholds"])
-    rep, mask_channels = int(cfg["representation_size"]), int(cfg["mask_head_channels"])
-    isnetv2 = cfg["mask_flow"] == "isnetv2"
-    return CascadeRoIHeads(
-        box_roi_pool=AlignedMultiScaleRoIAlign(ROI_LEVELS, output_size=7, sampling_ratio=2),
-        mask_roi_pool=AlignedMultiScaleRoIAlign(ROI_LEVELS, output_size=14, sampling_ratio=2),
-        box_heads=[TwoMLPHead(channels * 7 * 7, rep) for _ in range(stages)],
-        box_predictors=[CascadeBoxPredictor(rep, num_outputs) for _ in range(stages)],
-        mask_heads=[CascadeMaskHead(channels, mask_channels, int(cfg["mask_head_layers"]), num_outputs,
-                                    bridge=isnetv2 and t > 0) for t in range(stages)],
-        iou_thresholds=[float(t) for t in cfg["cascade_iou_thresholds"]],
-        box_weights=cfg["cascade_box_weights"],
-        loss_weights=cfg["cascade_loss_weights"],
-        mask_flow=cfg["mask_flow"],
-        batch_size_per_image=int(cfg["box_batch_size_per_image"]),
-        positive_fraction=float(cfg["box_positive_fraction"]),
-        score_thresh=float(cfg["box_score_thresh"]),
-        nms_thresh=float(cfg["box_nms_thresh"]),
-        detections_per_img=int(cfg["detections_per_img"]),
-    )
+HQ_ISNET_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {**PAPER_RCNN, "backbone": "hrnet_w40", "hrnet_blocks": 4, "hrnet_modules": [1, 4, 3],
+              "neck": "hrfpn", "mask_flow": "isnetv2"},
+    "cpu": HQ_CPU,
+    "cpu-v1": {**HQ_CPU, "mask_flow": "isnetv1"},
+    "cpu-fpn": {**HQ_CPU, "neck": "fpn"},
+    "cpu-hrnet": {**{k: v for k, v in HQ_CPU.items() if k not in ("pretrained", "frozen_blocks")},
+                  "backbone": "hrnet_w18"},
+}
 
 
 class CascadeMaskRCNN(GeneralizedRCNN):
     """Backbone + neck -> RPN -> CascadeRoIHeads; padding-only transform (see the module docstring)."""
 
 
-def _build(spec: ModelSpec, defaults: dict[str, Any]) -> CascadeMaskRCNN:
-    cfg = merged_config(spec, defaults)
-    body, in_channels = build_trunk(cfg, spec.bands)
-    neck = BackboneWithHRFPN if cfg["neck"] == "hrfpn" else BackboneWithFPN
-    backbone = neck(body, in_channels, int(cfg["fpn_channels"]), cfg["fpn_norm"])
-    transform = _NoResizeTransform(1, 1, [0.0] * spec.bands, [1.0] * spec.bands, size_divisible=32)
-    return CascadeMaskRCNN(backbone, _rpn(cfg, backbone.out_channels),
-                           _roi_heads(cfg, backbone.out_channels, spec.num_classes + 1), transform)
+def cascade_roi_heads(cfg: CascadeConfig, channels: int, num_outputs: int) -> CascadeRoIHeads:
+    """One box head (2-layer MLP), box predictor and mask head per stage, on aligned RoIAlign of P2..P5."""
+    stages = len(cfg.cascade_iou_thresholds)
+    rep = cfg.representation_size
+    isnetv2 = cfg.mask_flow == "isnetv2"
+    return CascadeRoIHeads(
+        box_roi_pool=AlignedMultiScaleRoIAlign(ROI_LEVELS, output_size=7, sampling_ratio=2),
+        mask_roi_pool=AlignedMultiScaleRoIAlign(ROI_LEVELS, output_size=14, sampling_ratio=2),
+        box_heads=[TwoMLPHead(channels * 7 * 7, rep) for _ in range(stages)],
+        box_predictors=[CascadeBoxPredictor(rep, num_outputs) for _ in range(stages)],
+        mask_heads=[CascadeMaskHead(channels, cfg.mask_head_channels, cfg.mask_head_layers, num_outputs,
+                                    bridge=isnetv2 and t > 0) for t in range(stages)],
+        iou_thresholds=list(cfg.cascade_iou_thresholds),
+        box_weights=[list(w) for w in cfg.cascade_box_weights],
+        loss_weights=list(cfg.cascade_loss_weights),
+        mask_flow=cfg.mask_flow,
+        batch_size_per_image=cfg.box_batch_size_per_image,
+        positive_fraction=cfg.box_positive_fraction,
+        score_thresh=cfg.box_score_thresh,
+        nms_thresh=cfg.box_nms_thresh,
+        detections_per_img=cfg.detections_per_img,
+    )
+
+
+def _build(spec: ModelSpec, cfg: CascadeConfig) -> CascadeMaskRCNN:
+    hrnet = HRNetOptions(cfg.hrnet_blocks, cfg.hrnet_modules, cfg.hrnet_norm)
+    body, in_channels = build_trunk(cfg.backbone, spec.bands, cfg.pretrained, cfg.frozen_blocks, hrnet=hrnet)
+    neck = BackboneWithHRFPN if cfg.neck == "hrfpn" else BackboneWithFPN
+    backbone = neck(body, in_channels, cfg.fpn_channels, cfg.fpn_norm)
+    rpn = region_proposal_network(backbone.out_channels, cfg.anchor_sizes, cfg.aspect_ratios,
+                                  (cfg.rpn_pre_nms_top_n_train, cfg.rpn_pre_nms_top_n_test),
+                                  (cfg.rpn_post_nms_top_n_train, cfg.rpn_post_nms_top_n_test))
+    roi_heads = cascade_roi_heads(cfg, backbone.out_channels, spec.num_classes + 1)
+    return CascadeMaskRCNN(backbone, rpn, roi_heads, NoResizeTransform(spec.bands))
 
 
 def build_cascade_mask_rcnn(spec: ModelSpec) -> CascadeMaskRCNN:
     """Cascade Mask R-CNN (defaults: resnet18, FPN, ISNetV1) for `spec.bands` bands, `spec.num_classes` classes."""
-    return _build(spec, DEFAULT_CONFIG)
+    return _build(spec, parse_config(CascadeConfig, spec.config, spec.architecture))
 
 
 def build_hq_isnet(spec: ModelSpec) -> CascadeMaskRCNN:
     """HQ-ISNet (defaults: hrnet_w18, HRFPN, ISNetV2) for `spec.bands` bands, `spec.num_classes` classes."""
-    return _build(spec, HQ_ISNET_CONFIG)
+    return _build(spec, parse_config(HQISNetConfig, spec.config, spec.architecture))

@@ -14,54 +14,87 @@ FACENet (engine.models.detectors.facenet) is this model with `face_fpn`, `sem` a
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.detectors.mask_rcnn import BackboneWithFPN, build_backbone
+from engine.models.backbones import PlainTrunk, build_trunk, check_pretrained
+from engine.models.config import parse_config
+from engine.models.layers.transform import pad_to_batch
 from engine.models.necks.face_fpn import BackboneWithFaceFPN
+from engine.models.necks.fpn import BackboneWithFPN, FPNNorm
 from engine.models.necks.sem import TrunkWithSEM
-from engine.models.solo.heads import DCN_PLACES, KernelCategoryHead, MaskFeatureBranch
+from engine.models.solo.heads import DCNPlace, KernelCategoryHead, MaskFeatureBranch
 from engine.models.solo.losses import solo_losses
-from engine.models.solo.matrix_nms import NMS_KERNELS, point_nms
+from engine.models.solo.matrix_nms import NMSKernel, point_nms
 from engine.models.solo.postprocess import InferenceSettings, predict_instances
 from engine.models.solo.targets import assign_levels, mask_targets
 from engine.spec import ModelSpec
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "backbone": "resnet18",  # resnet18 | resnet50 | efficientnet_lite0
-    "pretrained": False,  # ImageNet weights (efficientnet_lite0 only)
-    "frozen_blocks": 0,  # efficientnet_lite0: freeze stem + this many blocks
-    "fpn_channels": 256,
-    "fpn_norm": "gn",  # gn | none (FPN laterals/outputs; FACE-FPN convs)
-    "face_fpn": False,  # FACENet's FACE-FPN instead of the FPN
-    "aspp_dilations": [6, 12, 18],  # FACE-FPN's ASPP
-    "sem": False,  # FACENet's semantic enhancement module on C2
-    "dcn": "none",  # none | kernel | towers: DCNv2 in the kernel tower, or in both towers
-    "grids": [40, 36, 24, 16, 12],  # S per level P2..P6
-    "scale_ranges": [[1, 96], [48, 192], [96, 384], [192, 768], [384, 2048]],  # sqrt(box area), pixels
-    "sigma": 0.2,  # centre region: sigma x half the box
-    "head_channels": 512,
-    "head_convs": 4,
-    "mask_feature_channels": 128,
-    "mask_feature_relu": True,  # GN + ReLU at the mask feature output (SOLOv2); False: GN only, signed
-    "mask_channels": 256,  # E: mask feature channels = weights per dynamic kernel
-    "focal_alpha": 0.25,
-    "focal_gamma": 2.0,
-    "mask_loss_weight": 3.0,
-    "score_thresh": 0.1,
-    "mask_thresh": 0.5,
-    "nms_pre": 500,
-    "update_thresh": 0.05,  # score after Matrix NMS
-    "detections_per_img": 100,
-    "nms_kernel": "gaussian",  # gaussian | linear
-    "nms_sigma": 2.0,
-}
-
-SIZE_DIVISOR = 32
+Range = tuple[float, float]
 MASK_STRIDE = 4
+
+
+@dataclass(frozen=True)
+class SOLOv2Config:
+    """SOLOv2 settings (the keys of spec.config); defaults are the paper's on a ResNet-18 trunk.
+
+    Presets (engine.models.MODELS["solov2"].presets):
+    - "paper": SOLOv2's sizes: ResNet-50 from scratch, FPN 256, 4 x 512 head convs, mask feature 128 -> E 256,
+      grids 40/36/24/16/12;
+    - "cpu": the SOLO block of scripts/train_instance.sh: EfficientNet-Lite0 ImageNet trunk (3 blocks frozen),
+      FPN 128, the light 256-wide head, mask feature 128 -> E 128, signed mask feature (no output ReLU);
+    - "cpu-dcn": the same with DCNv2 in the kernel branch (`solov2_dcn` row).
+    """
+
+    backbone: PlainTrunk = "resnet18"
+    pretrained: bool = False  # ImageNet weights (efficientnet_lite0/2 only)
+    frozen_blocks: int = 0  # efficientnet_lite*: freeze stem + this many blocks
+    fpn_channels: int = 256
+    fpn_norm: FPNNorm = "gn"  # FPN laterals/outputs; FACE-FPN convs
+    face_fpn: bool = False  # FACENet's FACE-FPN instead of the FPN
+    aspp_dilations: tuple[int, ...] = (6, 12, 18)  # FACE-FPN's ASPP
+    sem: bool = False  # FACENet's semantic enhancement module on C2
+    dcn: DCNPlace = "none"  # none | kernel | towers: DCNv2 in the kernel tower, or in both towers
+    grids: tuple[int, int, int, int, int] = (40, 36, 24, 16, 12)  # S per level P2..P6
+    scale_ranges: tuple[Range, Range, Range, Range, Range] = (
+        (1.0, 96.0), (48.0, 192.0), (96.0, 384.0), (192.0, 768.0), (384.0, 2048.0))  # sqrt(box area), pixels
+    sigma: float = 0.2  # centre region: sigma x half the box
+    head_channels: int = 512
+    head_convs: int = 4
+    mask_feature_channels: int = 128
+    mask_feature_relu: bool = True  # GN + ReLU at the mask feature output (SOLOv2); False: GN only, signed
+    mask_channels: int = 256  # E: mask feature channels = weights per dynamic kernel
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    mask_loss_weight: float = 3.0
+    score_thresh: float = 0.1
+    mask_thresh: float = 0.5
+    nms_pre: int = 500
+    update_thresh: float = 0.05  # score after Matrix NMS
+    detections_per_img: int = 100
+    nms_kernel: NMSKernel = "gaussian"
+    nms_sigma: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_pretrained(self.backbone, self.pretrained)
+
+
+SOLO_PAPER: dict[str, Any] = {
+    "backbone": "resnet50", "fpn_channels": 256, "head_channels": 512, "head_convs": 4, "mask_feature_channels": 128,
+    "mask_channels": 256, "grids": [40, 36, 24, 16, 12],
+}
+SOLO_CPU: dict[str, Any] = {
+    "backbone": "efficientnet_lite0", "pretrained": True, "frozen_blocks": 3, "fpn_channels": 128,
+    "head_channels": 256, "mask_feature_channels": 128, "mask_channels": 128, "mask_feature_relu": False,
+}
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {**SOLO_PAPER, "face_fpn": False, "sem": False, "dcn": "none"},
+    "cpu": {**SOLO_CPU, "face_fpn": False, "sem": False, "dcn": "none"},
+    "cpu-dcn": {**SOLO_CPU, "face_fpn": False, "sem": False, "dcn": "kernel"},
+}
 
 
 class SOLOv2(nn.Module):
@@ -107,55 +140,28 @@ class SOLOv2(nn.Module):
                 for b, size in enumerate(sizes)]
 
 
-def pad_to_batch(images: list[Tensor], divisor: int = SIZE_DIVISOR) -> tuple[Tensor, list[tuple[int, int]]]:
-    """[C, H_i, W_i] images -> zero-padded batch [B, C, H, W] (H, W multiples of `divisor`) and the sizes."""
-    if not images:
-        raise ValueError("no images")
-    sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-    height = -(-max(h for h, _ in sizes) // divisor) * divisor
-    width = -(-max(w for _, w in sizes) // divisor) * divisor
-    return torch.stack([F.pad(im, (0, width - im.shape[-1], 0, height - im.shape[-2])) for im in images]), sizes
-
-
-def merged_config(spec: ModelSpec, defaults: dict[str, Any]) -> dict[str, Any]:
-    """`defaults` overridden by spec.config; unknown keys and bad switch values raise a ValueError."""
-    unknown = set(spec.config) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown {spec.architecture} config keys {sorted(unknown)}; valid: {sorted(defaults)}")
-    cfg = {**defaults, **spec.config}
-    for key, choices in (("dcn", DCN_PLACES), ("nms_kernel", NMS_KERNELS), ("fpn_norm", ("gn", "none"))):
-        if cfg[key] not in choices:
-            raise ValueError(f"{spec.architecture} config '{key}': '{cfg[key]}' is not one of {', '.join(choices)}")
-    if len(cfg["grids"]) != 5 or len(cfg["scale_ranges"]) != 5:
-        raise ValueError(f"{spec.architecture} config: 'grids' and 'scale_ranges' need one entry per level P2..P6")
-    return cfg
-
-
-def build_solo_model(spec: ModelSpec, defaults: dict[str, Any]) -> SOLOv2:
-    """SOLOv2 / FACENet for `spec.bands` input bands and `spec.num_classes` classes from `defaults` + config."""
-    cfg = merged_config(spec, defaults)
-    body, in_channels = build_backbone(cfg, spec.bands)
-    if cfg["sem"]:
+def build_solo_model(spec: ModelSpec, cfg: SOLOv2Config) -> SOLOv2:
+    """SOLOv2 / FACENet for `spec.bands` input bands and `spec.num_classes` classes from a parsed config."""
+    body, in_channels = build_trunk(cfg.backbone, spec.bands, cfg.pretrained, cfg.frozen_blocks)
+    if cfg.sem:
         body = TrunkWithSEM(body, in_channels)
-    channels, norm = int(cfg["fpn_channels"]), cfg["fpn_norm"]
-    if cfg["face_fpn"]:
-        backbone: nn.Module = BackboneWithFaceFPN(body, in_channels, channels, tuple(cfg["aspp_dilations"]),
-                                                  norm == "gn")
+    if cfg.face_fpn:
+        backbone: nn.Module = BackboneWithFaceFPN(body, in_channels, cfg.fpn_channels, cfg.aspp_dilations,
+                                                  cfg.fpn_norm == "gn")
     else:
-        backbone = BackboneWithFPN(body, in_channels, channels, norm)
-    head = KernelCategoryHead(channels, spec.num_classes, cfg["mask_channels"], tuple(cfg["grids"]),
-                              cfg["head_channels"], cfg["head_convs"], cfg["dcn"])
-    mask_branch = MaskFeatureBranch(channels, cfg["mask_feature_channels"], cfg["mask_channels"],
-                                    relu_out=cfg["mask_feature_relu"])
+        backbone = BackboneWithFPN(body, in_channels, cfg.fpn_channels, cfg.fpn_norm)
+    head = KernelCategoryHead(cfg.fpn_channels, spec.num_classes, cfg.mask_channels, cfg.grids, cfg.head_channels,
+                              cfg.head_convs, cfg.dcn)
+    mask_branch = MaskFeatureBranch(cfg.fpn_channels, cfg.mask_feature_channels, cfg.mask_channels,
+                                    relu_out=cfg.mask_feature_relu)
     inference = InferenceSettings(
-        score_thresh=cfg["score_thresh"], mask_thresh=cfg["mask_thresh"], nms_pre=cfg["nms_pre"],
-        update_thresh=cfg["update_thresh"], detections_per_img=cfg["detections_per_img"],
-        nms_kernel=cfg["nms_kernel"], nms_sigma=cfg["nms_sigma"], mask_stride=MASK_STRIDE)
-    loss_weights = {"alpha": cfg["focal_alpha"], "gamma": cfg["focal_gamma"], "mask_weight": cfg["mask_loss_weight"]}
-    scale_ranges = tuple((float(lo), float(hi)) for lo, hi in cfg["scale_ranges"])
-    return SOLOv2(backbone, head, mask_branch, scale_ranges, float(cfg["sigma"]), loss_weights, inference)
+        score_thresh=cfg.score_thresh, mask_thresh=cfg.mask_thresh, nms_pre=cfg.nms_pre,
+        update_thresh=cfg.update_thresh, detections_per_img=cfg.detections_per_img,
+        nms_kernel=cfg.nms_kernel, nms_sigma=cfg.nms_sigma, mask_stride=MASK_STRIDE)
+    loss_weights = {"alpha": cfg.focal_alpha, "gamma": cfg.focal_gamma, "mask_weight": cfg.mask_loss_weight}
+    return SOLOv2(backbone, head, mask_branch, cfg.scale_ranges, cfg.sigma, loss_weights, inference)
 
 
 def build_solov2(spec: ModelSpec) -> SOLOv2:
     """The SOLOv2 baseline (FPN, no SEM, no DCN unless the config switches them on)."""
-    return build_solo_model(spec, DEFAULT_CONFIG)
+    return build_solo_model(spec, parse_config(SOLOv2Config, spec.config, spec.architecture))

@@ -1,1 +1,2 @@
-"""Small building blocks shared by several models (conv + norm + activation, DCNv2)."""
+"""Small building blocks shared by several models: norms, conv + norm + activation, DCNv2, the padding-only
+batching of detectors."""

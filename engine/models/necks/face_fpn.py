@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.layers.conv import conv_norm_act, group_norm
+from engine.models.layers.conv import conv_norm_act
+from engine.models.layers.norm import group_norm
 
 
 class ASPP(nn.Module):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.backbones.hrnet import make_norm
+from engine.models.layers.norm import make_norm
 
 LEVEL_NAMES = ("c2", "c3", "c4", "c5", "pool")
 

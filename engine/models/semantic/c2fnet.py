@@ -27,33 +27,64 @@ Choices where the paper is ambiguous (documented here, switches where they matte
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import nms
 
-from engine.semantic import IGNORE_INDEX
-from engine.spec import ClassInfo, ModelSpec
+from engine.models.config import SubModel, parse_config
+from engine.spec import IGNORE_INDEX, ClassInfo, ModelSpec
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "coarse": {"architecture": "semantic_fpn", "config": {}},  # any semantic architecture, all K+1 classes
-    "fine": {"architecture": "semantic_fpn", "config": {}},  # binary: built with one class "small object"
-    "small_classes": None,  # class NAMES from spec.classes; None = every foreground class
-    "window": 128,  # pixels, square sliding window (paper: 128)
-    "stride": 32,  # pixels (paper: 32)
-    "top_k": 32,  # patches per image at inference (paper: 32)
-    "train_top_k": None,  # patches per image in training; None = top_k
-    "zoom": 1.0,  # patch upsampling factor before the fine model (paper: 1-4, 2 best by a hair)
-    "window_nms_iou": None,  # None = no suppression (paper); else IoU above which a lower-count window drops
-    "refine": True,  # False = coarse model only at inference
-    "train_coarse": True,  # False = coarse model kept fixed (no coarse losses)
-    "case1_rule": "other",  # other | literal: see the module docstring
-    "fine_batch_size": 32,  # patches per fine-model forward at inference
+Case1Rule = Literal["other", "literal"]
+CASE1_RULES = get_args(Case1Rule)
+
+
+@dataclass(frozen=True)
+class C2FNetConfig:
+    """C2FNet settings (the keys of spec.config); defaults are the paper's window sizes.
+
+    `coarse` and `fine` name any semantic architecture and its config ({"architecture": ..., "config": {...}});
+    their configs are checked by their own parsers when built (and by engine.models.resolve_config).
+    Presets (engine.models.MODELS["c2fnet"].presets):
+    - "paper": 128 px windows at stride 32, 32 patches, zoom 2 (the paper's best), both models Semantic FPN at
+      its paper sizes (ResNet-50, FPN 256), all foreground classes small (name them with `small_classes`);
+    - "cpu": the `c2fnet` row of scripts/train_nwpu_semantic.sh: Semantic FPN on the EfficientNet-Lite0 ImageNet
+      trunk as both models, NWPU VHR-10's small classes (vehicle, ship, storage_tank), 128 px windows at
+      stride 32, 32 patches at inference and 4 in training, no zoom, the coarse model kept fixed (trained first).
+    """
+
+    coarse: SubModel = SubModel()  # any semantic architecture, all K+1 classes
+    fine: SubModel = SubModel()  # binary: built with one class "small object"
+    small_classes: tuple[str, ...] | None = None  # class NAMES from spec.classes; None = every foreground class
+    window: int = 128  # pixels, square sliding window (paper: 128)
+    stride: int = 32  # pixels (paper: 32)
+    top_k: int = 32  # patches per image at inference (paper: 32)
+    train_top_k: int | None = None  # patches per image in training; None = top_k
+    zoom: float = 1.0  # patch upsampling factor before the fine model (paper: 1-4, 2 best by a hair)
+    window_nms_iou: float | None = None  # None = no suppression (paper); else IoU above which a window drops
+    refine: bool = True  # False = coarse model only at inference
+    train_coarse: bool = True  # False = coarse model kept fixed (no coarse losses)
+    case1_rule: Case1Rule = "other"  # see the module docstring
+    fine_batch_size: int = 32  # patches per fine-model forward at inference
+
+    def __post_init__(self) -> None:
+        if min(self.window, self.stride, self.top_k, self.fine_batch_size, self.train_top_k or 1) < 1:
+            raise ValueError("c2fnet config: window, stride, top_k, train_top_k and fine_batch_size must be >= 1")
+        if self.zoom < 1.0:
+            raise ValueError(f"c2fnet config 'zoom': must be >= 1 (patches are enlarged), got {self.zoom}")
+
+
+_LITE0_FPN = {"architecture": "semantic_fpn", "config": {"backbone": "efficientnet_lite0", "pretrained": True}}
+_PAPER_FPN = {"architecture": "semantic_fpn", "config": {"backbone": "resnet50", "fpn_channels": 256}}
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"coarse": _PAPER_FPN, "fine": _PAPER_FPN, "window": 128, "stride": 32, "top_k": 32, "zoom": 2.0},
+    "cpu": {"coarse": _LITE0_FPN, "fine": _LITE0_FPN, "small_classes": ["vehicle", "ship", "storage_tank"],
+            "window": 128, "stride": 32, "top_k": 32, "train_top_k": 4, "zoom": 1.0, "train_coarse": False},
 }
-SUB_MODEL_KEYS = ("architecture", "config")
-CASE1_RULES = ("other", "literal")
 
 
 def aggregate(coarse_probs: Tensor, fine_prob: Tensor, small_ids: list[int], case1_rule: str = "other") -> Tensor:
@@ -247,21 +278,6 @@ class C2FNet(nn.Module):
         return losses
 
 
-def merged_c2fnet_config(spec: ModelSpec) -> dict[str, Any]:
-    """spec.config over DEFAULT_CONFIG ("coarse"/"fine" merged one level deeper); unknown keys raise."""
-    unknown = set(spec.config) - set(DEFAULT_CONFIG)
-    if unknown:
-        raise ValueError(f"unknown c2fnet config keys {sorted(unknown)}; valid: {sorted(DEFAULT_CONFIG)}")
-    cfg = {**DEFAULT_CONFIG, **spec.config}
-    for stage in ("coarse", "fine"):
-        given = dict(spec.config.get(stage) or {})
-        unknown = set(given) - set(SUB_MODEL_KEYS)
-        if unknown:
-            raise ValueError(f"unknown c2fnet '{stage}' keys {sorted(unknown)}; valid: {list(SUB_MODEL_KEYS)}")
-        cfg[stage] = {**DEFAULT_CONFIG[stage], **given}
-    return cfg
-
-
 def small_class_ids(spec: ModelSpec, names: list[str] | None) -> list[int]:
     """Small class names -> model labels (1..K) via spec.classes; None -> every foreground class."""
     if names is None:
@@ -273,18 +289,13 @@ def small_class_ids(spec: ModelSpec, names: list[str] | None) -> list[int]:
     return [by_name[n] for n in names]
 
 
-def build_c2fnet(spec: ModelSpec) -> C2FNet:
-    """C2FNet for `spec`: coarse = spec's classes, fine = one class "small object"; both through build_model."""
-    from engine.models import build_model  # the registry imports this module lazily
-
-    cfg = merged_c2fnet_config(spec)
-    if cfg["coarse"]["architecture"] == "c2fnet" or cfg["fine"]["architecture"] == "c2fnet":
-        raise ValueError("c2fnet cannot nest itself as its coarse or fine model")
-    coarse = build_model(spec.with_updates(architecture=cfg["coarse"]["architecture"],
-                                           config=dict(cfg["coarse"]["config"])))
-    fine = build_model(spec.with_updates(architecture=cfg["fine"]["architecture"],
-                                         config=dict(cfg["fine"]["config"]),
-                                         classes=(ClassInfo(id=1, name="small object"),)))
-    return C2FNet(coarse, fine, small_class_ids(spec, cfg["small_classes"]), cfg["window"], cfg["stride"],
-                  cfg["top_k"], cfg["train_top_k"], cfg["zoom"], cfg["window_nms_iou"], cfg["refine"],
-                  cfg["train_coarse"], cfg["case1_rule"], cfg["fine_batch_size"])
+def build_c2fnet(spec: ModelSpec, build_part: Callable[[ModelSpec], nn.Module]) -> C2FNet:
+    """C2FNet for `spec`: coarse = spec's classes, fine = one class "small object", each built by `build_part`
+    from a copy of `spec` naming its architecture and config (engine.models passes its semantic builder)."""
+    cfg = parse_config(C2FNetConfig, spec.config, spec.architecture)
+    coarse = build_part(spec.with_updates(architecture=cfg.coarse.architecture, config=dict(cfg.coarse.config)))
+    fine = build_part(spec.with_updates(architecture=cfg.fine.architecture, config=dict(cfg.fine.config),
+                                        classes=(ClassInfo(id=1, name="small object"),)))
+    small = None if cfg.small_classes is None else list(cfg.small_classes)
+    return C2FNet(coarse, fine, small_class_ids(spec, small), cfg.window, cfg.stride, cfg.top_k, cfg.train_top_k,
+                  cfg.zoom, cfg.window_nms_iou, cfg.refine, cfg.train_coarse, cfg.case1_rule, cfg.fine_batch_size)

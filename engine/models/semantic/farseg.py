@@ -5,37 +5,56 @@ F-S relation per level i: u_i = scene_encoder_i(u) (1x1 C5->ch, ReLU, 1x1; one p
 "scale_aware", one shared otherwise), v_i = content_encoder_i(P_i) (1x1+norm+ReLU),
 r_i = sigmoid(sum_c u_i * v_i) [B,1,H_i,W_i], output r_i * reencoder_i(P_i) (1x1+norm+ReLU).
 Light-weight decoder (common.Stride4Decoder, mean over levels) -> 1x1 classifier -> bilinear x4.
-Loss: "fa" (engine.semantic.fa_loss, annealed over the model's own step counter) | "ce" | "focal".
+Loss: "fa" (engine.models.losses.fa_loss, annealed over the model's own step counter) | "ce" | "focal".
 Contract: engine.semantic.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.semantic.common import SemanticModel, Stride4Decoder, TrunkFPN, conv_norm_relu, merged_config
-from engine.semantic.fa_loss import SCHEDULES, fa_loss, focal_loss
+from engine.models.config import parse_config
+from engine.models.layers.conv import conv_norm_relu
+from engine.models.losses.fa_loss import Annealing, fa_loss, focal_loss
+from engine.models.necks.fpn import TrunkFPN
+from engine.models.semantic.common import SemanticModel, Stride4Decoder
+from engine.models.semantic.semantic_fpn import SemanticFPNConfig, trunk_fpn
 from engine.spec import ModelSpec
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "backbone": "resnet18",  # resnet18 | resnet50 (the paper: resnet50) | efficientnet_lite0
-    "pretrained": False,  # ImageNet weights (efficientnet_lite0 only: none other ship offline)
-    "norm": "gn",  # gn | bn: trunk and head normalisation (the paper: synchronised BN over 8 images)
-    "fpn_channels": 256,  # FPN width d, also the shared manifold d_u of the F-S relation
-    "decoder_channels": 128,
-    "fs_relation": True,  # False: the decoder reads plain FPN features (ablation)
-    "scale_aware": True,  # one scene encoder per level; False: one shared scene encoder
-    "loss": "fa",  # fa | ce | focal
-    "annealing": "cosine",  # cosine | linear | poly
-    "annealing_steps": 10000,  # training steps T over which the F-A loss moves from CE to normalised focal
-    "gamma": 2.0,  # focusing factor
-}
-
-LOSSES = ("fa", "ce", "focal")
 LEVELS = 4  # P2..P5
+FarSegLoss = Literal["fa", "ce", "focal"]
+
+
+@dataclass(frozen=True)
+class FarSegConfig(SemanticFPNConfig):
+    """FarSeg settings: Semantic FPN's keys (backbone, pretrained, norm, fpn_channels = the shared manifold d_u
+    of the F-S relation, decoder_channels) plus the F-S relation and F-A loss switches.
+
+    Presets (engine.models.MODELS["farseg"].presets):
+    - "paper": ResNet-50 from scratch, FPN 256, decoder 128, F-A loss annealed (cosine) over 10000 steps;
+    - "cpu": the `farseg` row of scripts/train_nwpu_semantic.sh: EfficientNet-Lite0 ImageNet trunk, F-A loss
+      annealed over 121 steps (1/6 of its 4-epoch schedule: override `annealing_steps` for another length);
+    - "cpu-ce": the same trunk with plain cross-entropy (`farseg_ce` ablation row).
+    """
+
+    fs_relation: bool = True  # False: the decoder reads plain FPN features (ablation)
+    scale_aware: bool = True  # one scene encoder per level; False: one shared scene encoder
+    loss: FarSegLoss = "fa"
+    annealing: Annealing = "cosine"
+    annealing_steps: int = 10000  # training steps T over which the F-A loss moves from CE to normalised focal
+    gamma: float = 2.0  # focusing factor
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"backbone": "resnet50", "pretrained": False, "fpn_channels": 256, "decoder_channels": 128,
+              "loss": "fa", "annealing": "cosine", "annealing_steps": 10000},
+    "cpu": {"backbone": "efficientnet_lite0", "pretrained": True, "loss": "fa", "annealing_steps": 4 * 182 // 6},
+    "cpu-ce": {"backbone": "efficientnet_lite0", "pretrained": True, "loss": "ce"},
+}
 
 
 class ForegroundSceneRelation(nn.Module):
@@ -68,27 +87,24 @@ class ForegroundSceneRelation(nn.Module):
 
 
 class FarSeg(SemanticModel):
-    """[B,bands,H,W] (H, W multiples of 32) -> logits [B,K+1,H,W]; forward follows engine.semantic.
+    """TrunkFPN -> F-S relation (optional) -> Stride4Decoder (mean) -> 1x1 classifier: [B,bands,H,W] (H, W
+    multiples of 32) -> logits [B,K+1,H,W]; forward follows engine.semantic.
 
     `train_step` (int64 buffer, in state_dict) counts training forwards: the F-A annealing step t.
     """
 
-    def __init__(self, bands: int, num_classes: int, cfg: dict[str, Any]) -> None:
+    def __init__(self, backbone: TrunkFPN, relation: ForegroundSceneRelation | None, decoder: Stride4Decoder,
+                 classifier: nn.Conv2d, loss: FarSegLoss = "fa", annealing: Annealing = "cosine",
+                 annealing_steps: int = 10000, gamma: float = 2.0) -> None:
         super().__init__()
-        if cfg["loss"] not in LOSSES:
-            raise ValueError(f"unknown farseg loss '{cfg['loss']}'; choose one of {', '.join(LOSSES)}")
-        if cfg["annealing"] not in SCHEDULES:
-            raise ValueError(f"unknown annealing '{cfg['annealing']}'; choose one of {', '.join(SCHEDULES)}")
-        channels = int(cfg["fpn_channels"])
-        self.loss_name = cfg["loss"]
-        self.annealing = cfg["annealing"]
-        self.annealing_steps = int(cfg["annealing_steps"])
-        self.gamma = float(cfg["gamma"])
-        self.backbone = TrunkFPN(cfg["backbone"], bands, channels, cfg["norm"], bool(cfg["pretrained"]))
-        self.relation = (ForegroundSceneRelation(self.backbone.c5_channels, channels, bool(cfg["scale_aware"]),
-                                                 cfg["norm"]) if cfg["fs_relation"] else None)
-        self.decoder = Stride4Decoder(channels, int(cfg["decoder_channels"]), norm=cfg["norm"], reduce="mean")
-        self.classifier = nn.Conv2d(int(cfg["decoder_channels"]), num_classes + 1, 1)
+        self.loss_name = loss
+        self.annealing = annealing
+        self.annealing_steps = annealing_steps
+        self.gamma = gamma
+        self.backbone = backbone
+        self.relation = relation
+        self.decoder = decoder
+        self.classifier = classifier
         self.register_buffer("train_step", torch.zeros((), dtype=torch.int64))
 
     def logits(self, batch: Tensor) -> Tensor:
@@ -112,5 +128,10 @@ class FarSeg(SemanticModel):
 
 def build_farseg(spec: ModelSpec) -> FarSeg:
     """FarSeg for `spec.bands` bands and `spec.num_classes` foreground classes (+ background)."""
-    return FarSeg(spec.bands, spec.num_classes, merged_config(DEFAULT_CONFIG, spec))
-
+    cfg = parse_config(FarSegConfig, spec.config, spec.architecture)
+    backbone = trunk_fpn(cfg, spec.bands)
+    relation = (ForegroundSceneRelation(backbone.c5_channels, cfg.fpn_channels, cfg.scale_aware, cfg.norm)
+                if cfg.fs_relation else None)
+    decoder = Stride4Decoder(cfg.fpn_channels, cfg.decoder_channels, norm=cfg.norm, reduce="mean")
+    classifier = nn.Conv2d(cfg.decoder_channels, spec.num_classes + 1, 1)
+    return FarSeg(backbone, relation, decoder, classifier, cfg.loss, cfg.annealing, cfg.annealing_steps, cfg.gamma)

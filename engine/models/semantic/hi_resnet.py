@@ -15,60 +15,82 @@ Contract: engine.semantic (SemanticModel pads the batch to a multiple of 32 and 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.semantic.common import SemanticModel, merged_config, pad_batch
+from engine.models.config import parse_config
+from engine.models.layers.conv import conv_norm_relu
+from engine.models.losses.hi_resnet import cea_loss, generalised_dice_loss, label_smoothing_ce
+from engine.models.semantic.common import SemanticModel, pad_batch
 from engine.models.semantic.hi_resnet_blocks import BasicBlock, Funnel, IABlock, MultiResolutionModule, down_fuse
-from engine.semantic.hi_resnet_losses import cea_loss, generalised_dice_loss, label_smoothing_ce
 from engine.spec import ModelSpec
 
-# Sizes: "light" (CPU-friendly default) and "paper" (Table II: channels (48, 96, 192), blocks (4, 4, 12),
-# modules (1, 4)). Keys set explicitly in spec.config override the preset.
-PRESETS: dict[str, dict[str, Any]] = {
-    "light": {"channels": [24, 48, 96], "blocks": [1, 1, 2], "modules": [1, 1],
+# The sizes of the config's own "preset" key: "light" (CPU-friendly default) and "paper" (Table II: channels
+# (48, 96, 192), blocks (4, 4, 12), modules (1, 4)). Size keys set explicitly in spec.config win.
+SIZE_PRESETS: dict[str, dict[str, Any]] = {
+    "light": {"channels": (24, 48, 96), "blocks": (1, 1, 2), "modules": (1, 1),
               "ocr_channels": 64, "ocr_key_channels": 32},
-    "paper": {"channels": [48, 96, 192], "blocks": [4, 4, 12], "modules": [1, 4],
+    "paper": {"channels": (48, 96, 192), "blocks": (4, 4, 12), "modules": (1, 4),
               "ocr_channels": 512, "ocr_key_channels": 256},
 }
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "preset": "light",  # light | paper: sets channels, blocks, modules, ocr_channels, ocr_key_channels
-    **PRESETS["light"],  # channels (C1, C2, C3); blocks (funnel IB, layer-1 IA per branch, layer-2 IA per branch)
-    "window_size": 8,  # L: IA block self-attention windows of L x L pixels
-    "attention_head_channels": 8,  # channels per attention head (C_i must be a multiple)
-    "depthwise_kernel": 7,
-    "se_reduction": 4,
-    "ia_blocks": True,  # False: plain residual blocks in the multi-branch module
-    "ocr": True,  # False: coarse head only (no OCR, no refined head)
-    "edge_loss": True,  # False: no CEA loss
-    "loss_weights": [0.3923, 0.3923, 0.2153],  # GD, LSCE, CEA (per head)
-    "label_smoothing": 0.1,
-    "cea_iterations": 10,  # max-pool dilations: distances to edges capped at this many pixels
-    "cea_alpha": 2.0,
-}
+
+@dataclass(frozen=True)
+class HiResNetConfig:
+    """Hi-ResNet settings (the keys of spec.config). The five size keys left out (None) take the sizes of
+    `preset` (SIZE_PRESETS), so {"preset": "paper"} stored in older checkpoints keeps building the paper's model.
+
+    Presets (engine.models.MODELS["hi_resnet"].presets):
+    - "paper": the paper's sizes (Table II);
+    - "cpu": the light sizes, as the `hi_resnet` row of scripts/train_nwpu_semantic.sh trains it.
+    """
+
+    preset: Literal["light", "paper"] = "light"  # sets channels, blocks, modules, ocr_channels, ocr_key_channels
+    channels: tuple[int, int, int] | None = None  # C1, C2, C3 of the branches at 1/4, 1/8, 1/16
+    blocks: tuple[int, int, int] | None = None  # funnel IB, layer-1 IA per branch, layer-2 IA per branch
+    modules: tuple[int, int] | None = None  # multi-resolution modules of layers 1 and 2
+    ocr_channels: int | None = None
+    ocr_key_channels: int | None = None
+    window_size: int = 8  # L: IA block self-attention windows of L x L pixels
+    attention_head_channels: int = 8  # channels per attention head (C_i must be a multiple)
+    depthwise_kernel: int = 7
+    se_reduction: int = 4
+    ia_blocks: bool = True  # False: plain residual blocks in the multi-branch module
+    ocr: bool = True  # False: coarse head only (no OCR, no refined head)
+    edge_loss: bool = True  # False: no CEA loss
+    loss_weights: tuple[float, float, float] = (0.3923, 0.3923, 0.2153)  # GD, LSCE, CEA (per head)
+    label_smoothing: float = 0.1
+    cea_iterations: int = 10  # max-pool dilations: distances to edges capped at this many pixels
+    cea_alpha: float = 2.0
+
+    def __post_init__(self) -> None:
+        for key, value in SIZE_PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
 
 
-def hi_resnet_config(spec: ModelSpec) -> dict[str, Any]:
-    """DEFAULT_CONFIG, then the preset's sizes, then spec.config's explicit keys."""
-    cfg = merged_config(DEFAULT_CONFIG, spec)
-    if cfg["preset"] not in PRESETS:
-        raise ValueError(f"unknown hi_resnet preset '{cfg['preset']}'; choose one of {', '.join(PRESETS)}")
-    preset = {k: v for k, v in PRESETS[cfg["preset"]].items() if k not in spec.config}
-    cfg = {**cfg, **preset}
-    for key, length in (("channels", 3), ("blocks", 3), ("modules", 2), ("loss_weights", 3)):
-        if len(cfg[key]) != length:
-            raise ValueError(f"hi_resnet config '{key}' needs {length} values, got {cfg[key]}")
-    return cfg
+PRESETS: dict[str, dict[str, Any]] = {"paper": {"preset": "paper"}, "cpu": {"preset": "light"}}
+
+
+@dataclass(frozen=True)
+class HiResNetLosses:
+    """Per head: weights[0] GD + weights[1] LSCE (`label_smoothing`) + weights[2] CEA (when `edge_loss`)."""
+
+    weights: tuple[float, float, float] = (0.3923, 0.3923, 0.2153)
+    label_smoothing: float = 0.1
+    edge_loss: bool = True
+    cea_iterations: int = 10
+    cea_alpha: float = 2.0
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+    """[B,in,H,W] -> [B,out,H,W]: 'same' conv without bias, BatchNorm, ReLU."""
+    return conv_norm_relu(in_channels, out_channels, kernel_size, "bn")
 
 
 class ObjectContext(nn.Module):
@@ -102,36 +124,30 @@ class ObjectContext(nn.Module):
 
 
 class HiResNet(SemanticModel):
-    """[B,bands,H,W] (H, W multiples of 32) -> {"coarse", "refined"?} logits [B,K+1,H/4,W/4]; see module doc."""
+    """[B,bands,H,W] (H, W multiples of 32) -> {"coarse", "refined"?} logits [B,K+1,H/4,W/4]; see module doc.
 
-    def __init__(self, bands: int, num_classes: int, cfg: dict[str, Any]) -> None:
+    Parts: funnel, to_eighth (the 1/8 branch), layer1, to_sixteenth (the 1/16 branch), layer2, coarse_head,
+    and with OCR ocr_features, ocr, refined_head (all three or none); `losses` weighs the training losses.
+    """
+
+    def __init__(self, funnel: Funnel, to_eighth: nn.Module, layer1: nn.Sequential, to_sixteenth: nn.Module,
+                 layer2: nn.Sequential, coarse_head: nn.Module, ocr_features: nn.Module | None = None,
+                 ocr: ObjectContext | None = None, refined_head: nn.Module | None = None,
+                 losses: HiResNetLosses = HiResNetLosses()) -> None:
         super().__init__()
-        self.cfg = cfg
-        c1, c2, c3 = (int(c) for c in cfg["channels"])
-        funnel_blocks, layer1_blocks, layer2_blocks = (int(b) for b in cfg["blocks"])
-        layer1_modules, layer2_modules = (int(m) for m in cfg["modules"])
-        if cfg["ia_blocks"]:
-            make_block = partial(IABlock, window=int(cfg["window_size"]),
-                                 head_channels=int(cfg["attention_head_channels"]),
-                                 kernel=int(cfg["depthwise_kernel"]), se_reduction=int(cfg["se_reduction"]))
-        else:
-            make_block = BasicBlock
-        self.funnel = Funnel(bands, c1, funnel_blocks)
-        self.to_eighth = nn.Sequential(down_fuse(c1, c2, 1), nn.ReLU(inplace=True))
-        self.layer1 = nn.Sequential(*(MultiResolutionModule([c1, c2], layer1_blocks, make_block)
-                                      for _ in range(layer1_modules)))
-        self.to_sixteenth = nn.Sequential(down_fuse(c2, c3, 1), nn.ReLU(inplace=True))
-        self.layer2 = nn.Sequential(*(MultiResolutionModule([c1, c2, c3], layer2_blocks, make_block)
-                                      for _ in range(layer2_modules)))
-        concat = c1 + c2 + c3
-        outputs = num_classes + 1
-        self.coarse_head = nn.Sequential(conv_bn_relu(concat, concat), nn.Conv2d(concat, outputs, 1))
-        self.use_ocr = bool(cfg["ocr"])
+        self.funnel = funnel
+        self.to_eighth = to_eighth
+        self.layer1 = layer1
+        self.to_sixteenth = to_sixteenth
+        self.layer2 = layer2
+        self.coarse_head = coarse_head
+        ocr_parts = (ocr_features, ocr, refined_head)
+        if any(p is None for p in ocr_parts) and any(p is not None for p in ocr_parts):
+            raise ValueError("Hi-ResNet's OCR needs ocr_features, ocr and refined_head together (or none)")
+        self.use_ocr = ocr is not None
         if self.use_ocr:
-            ocr_channels = int(cfg["ocr_channels"])
-            self.ocr_features = conv_bn_relu(concat, ocr_channels, 3)
-            self.ocr = ObjectContext(ocr_channels, int(cfg["ocr_key_channels"]))
-            self.refined_head = nn.Conv2d(ocr_channels, outputs, 1)
+            self.ocr_features, self.ocr, self.refined_head = ocr_parts
+        self.loss_settings = losses
 
     def features(self, batch: Tensor) -> Tensor:
         """[B,bands,H,W] -> the three branches at 1/4 concatenated: [B,C1+C2+C3,H/4,W/4]."""
@@ -163,16 +179,16 @@ class HiResNet(SemanticModel):
 
     def head_losses(self, heads: dict[str, Tensor], target_map: Tensor) -> dict[str, Tensor]:
         """Per head: weighted GD, LSCE and (with edge_loss) CEA on logits upsampled to the target size."""
-        gd_weight, lsce_weight, cea_weight = (float(w) for w in self.cfg["loss_weights"])
+        settings = self.loss_settings
+        gd_weight, lsce_weight, cea_weight = settings.weights
         losses: dict[str, Tensor] = {}
         for name, logits in heads.items():
             full = F.interpolate(logits, size=target_map.shape[-2:], mode="bilinear", align_corners=False)
             losses[f"loss_{name}_gd"] = gd_weight * generalised_dice_loss(full, target_map)
-            losses[f"loss_{name}_lsce"] = lsce_weight * label_smoothing_ce(
-                full, target_map, float(self.cfg["label_smoothing"]))
-            if self.cfg["edge_loss"]:
-                losses[f"loss_{name}_cea"] = cea_weight * cea_loss(
-                    full, target_map, int(self.cfg["cea_iterations"]), float(self.cfg["cea_alpha"]))
+            losses[f"loss_{name}_lsce"] = lsce_weight * label_smoothing_ce(full, target_map, settings.label_smoothing)
+            if settings.edge_loss:
+                losses[f"loss_{name}_cea"] = cea_weight * cea_loss(full, target_map, settings.cea_iterations,
+                                                                   settings.cea_alpha)
         return losses
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
@@ -187,4 +203,27 @@ class HiResNet(SemanticModel):
 
 def build_hi_resnet(spec: ModelSpec) -> HiResNet:
     """Hi-ResNet for `spec.bands` bands and `spec.num_classes` foreground classes (+ background)."""
-    return HiResNet(spec.bands, spec.num_classes, hi_resnet_config(spec))
+    cfg = parse_config(HiResNetConfig, spec.config, spec.architecture)
+    c1, c2, c3 = cfg.channels
+    funnel_blocks, layer1_blocks, layer2_blocks = cfg.blocks
+    layer1_modules, layer2_modules = cfg.modules
+    if cfg.ia_blocks:
+        make_block = partial(IABlock, window=cfg.window_size, head_channels=cfg.attention_head_channels,
+                             kernel=cfg.depthwise_kernel, se_reduction=cfg.se_reduction)
+    else:
+        make_block = BasicBlock
+    funnel = Funnel(spec.bands, c1, funnel_blocks)
+    to_eighth = nn.Sequential(down_fuse(c1, c2, 1), nn.ReLU(inplace=True))
+    layer1 = nn.Sequential(*(MultiResolutionModule([c1, c2], layer1_blocks, make_block)
+                             for _ in range(layer1_modules)))
+    to_sixteenth = nn.Sequential(down_fuse(c2, c3, 1), nn.ReLU(inplace=True))
+    layer2 = nn.Sequential(*(MultiResolutionModule([c1, c2, c3], layer2_blocks, make_block)
+                             for _ in range(layer2_modules)))
+    concat, outputs = c1 + c2 + c3, spec.num_classes + 1
+    coarse_head = nn.Sequential(conv_bn_relu(concat, concat), nn.Conv2d(concat, outputs, 1))
+    ocr_parts: tuple[nn.Module | None, ...] = (None, None, None)
+    if cfg.ocr:
+        ocr_parts = (conv_bn_relu(concat, cfg.ocr_channels, 3), ObjectContext(cfg.ocr_channels, cfg.ocr_key_channels),
+                     nn.Conv2d(cfg.ocr_channels, outputs, 1))
+    losses = HiResNetLosses(cfg.loss_weights, cfg.label_smoothing, cfg.edge_loss, cfg.cea_iterations, cfg.cea_alpha)
+    return HiResNet(funnel, to_eighth, layer1, to_sixteenth, layer2, coarse_head, *ocr_parts, losses=losses)

@@ -12,15 +12,18 @@ paper: the kernel branch) or "towers" (SOLOv2's DCN variant: kernel and category
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.layers.conv import conv_norm_act, group_norm
+from engine.models.layers.conv import conv_norm_act
 from engine.models.layers.dcnv2 import ModulatedDeformConv2d
+from engine.models.layers.norm import group_norm
 
-DCN_PLACES = ("none", "kernel", "towers")
+DCNPlace = Literal["none", "kernel", "towers"]
+DCN_PLACES = get_args(DCNPlace)
 
 
 def coordinate_channels(x: Tensor) -> Tensor:

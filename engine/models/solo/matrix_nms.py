@@ -10,11 +10,14 @@ and the new score is score_j * decay_j. Computed here for all pairs at once with
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-NMS_KERNELS = ("gaussian", "linear")
+NMSKernel = Literal["gaussian", "linear"]
+NMS_KERNELS = get_args(NMSKernel)
 
 
 def point_nms(heat: Tensor) -> Tensor:

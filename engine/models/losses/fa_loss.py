@@ -14,14 +14,16 @@ equals F.cross_entropy(..., ignore_index) at t=0 and keeps that value (not gradi
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.semantic import IGNORE_INDEX
+from engine.spec import IGNORE_INDEX
 
-SCHEDULES = ("cosine", "linear", "poly")
+Annealing = Literal["cosine", "linear", "poly"]
+SCHEDULES = get_args(Annealing)
 POLY_DECAY = 0.9  # the paper's decay_factor for the poly schedule
 
 

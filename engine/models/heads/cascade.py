@@ -23,6 +23,8 @@ averages logits), torchvision's smooth-L1 (beta 1/9, summed over positives / sam
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,9 +34,10 @@ from torchvision.models.detection.roi_heads import maskrcnn_loss
 from torchvision.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes, roi_align
 from torchvision.ops.poolers import _setup_scales
 
-from engine.models.backbones.hrnet import make_norm
+from engine.models.layers.norm import make_norm
 
-MASK_FLOWS = ("isnetv1", "isnetv2")
+MaskFlow = Literal["isnetv1", "isnetv2"]
+MASK_FLOWS = get_args(MaskFlow)
 
 
 class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.semantic import IGNORE_INDEX
+from engine.spec import IGNORE_INDEX
 
 
 def _valid_one_hot(logits: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
