@@ -26,46 +26,38 @@ import torch
 
 from engine.data.coco import CocoInstanceDataset, collate, read_coco
 from engine.evaluation.coco_eval import evaluate_model
-from engine.models import MODELS, build_model
+from engine.models import MODELS, build_model, resolve_config
 from engine.semantic.data import CocoSemanticDataset
 from engine.semantic.evaluate import evaluate_semantic_model
 from engine.spec import ModelSpec, Normalisation, classes_from_names
 
 DEFAULT_DATA = Path("../shared/data")
-LITE0 = {"backbone": "efficientnet_lite0", "pretrained": True}
-RCNN = {**LITE0, "frozen_blocks": 3, "anchor_sizes": [16, 32, 64, 128, 256], "fpn_channels": 128,
-        "representation_size": 512, "mask_head_channels": 128, "box_batch_size_per_image": 256,
-        "rpn_pre_nms_top_n_train": 1000, "rpn_post_nms_top_n_train": 1000, "rpn_post_nms_top_n_test": 1000,
-        "detections_per_img": 300}
-SOLO = {**LITE0, "frozen_blocks": 3, "fpn_channels": 128, "head_channels": 256, "mask_feature_channels": 128,
-        "mask_channels": 128, "mask_feature_relu": False}
-SEM_FPN = dict(LITE0)
-C2F_SUB = {"architecture": "semantic_fpn", "config": dict(LITE0)}
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one architecture is overfitted: config, optimiser and learning rate."""
+    """How one architecture is overfitted: its `cpu` preset (the trunk it is trained with) plus overrides,
+    the optimiser and the learning rate."""
 
-    config: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "sgd"
     lr: float = 0.01
     warmup: int = 50
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, arch: str) -> dict[str, Any]:
+        return resolve_config(arch, "cpu", self.overrides)
 
 
 RECIPES: dict[str, Recipe] = {
-    "mask_rcnn": Recipe(RCNN),
-    "cascade_mask_rcnn": Recipe(RCNN),
-    "hq_isnet": Recipe({**RCNN, "neck": "hrfpn", "mask_flow": "isnetv2"}),
-    "solov2": Recipe(SOLO, lr=0.01),
-    "facenet": Recipe(SOLO, lr=0.01),
-    "semantic_fpn": Recipe(SEM_FPN, "adamw", 1e-3),
-    "farseg": Recipe(SEM_FPN, "adamw", 1e-3),
-    "hi_resnet": Recipe({}, "adamw", 1e-3),
-    "c2fnet": Recipe({"coarse": C2F_SUB, "fine": C2F_SUB, "small_classes": ["vehicle", "ship", "storage_tank"],
-                      "window": 128, "stride": 32, "top_k": 32, "train_top_k": 4, "zoom": 1.0,
-                      "train_coarse": True}, "adamw", 1e-3),
+    "mask_rcnn": Recipe(),
+    "cascade_mask_rcnn": Recipe(),
+    "hq_isnet": Recipe(),
+    "solov2": Recipe(),
+    "facenet": Recipe(),
+    "semantic_fpn": Recipe(optimizer="adamw", lr=1e-3),
+    "farseg": Recipe(optimizer="adamw", lr=1e-3),
+    "hi_resnet": Recipe(optimizer="adamw", lr=1e-3),
+    "c2fnet": Recipe({"train_coarse": True}, "adamw", 1e-3),  # no trained coarse model here: train both
 }
 SSDD_NORM = Normalisation(mean=(0.5,), std=(0.5,))
 NWPU_NORM = Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sar="none")
@@ -112,7 +104,7 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
     random.seed(seed)
     np.random.seed(seed)
     torch.set_num_threads(threads)
-    spec, dataset = build(arch, data, work, n_images, recipe.config)
+    spec, dataset = build(arch, data, work, n_images, recipe.config(arch))
     samples = [dataset[i] for i in range(len(dataset))]  # decoded once: the same images every step
     model = build_model(spec)
     params = [p for p in model.parameters() if p.requires_grad]
