@@ -46,10 +46,11 @@ def resolve_model(name_or_path: str) -> tuple[str, Checkpoint]:
 
 
 def write_sidecar(name: str, ckpt: Checkpoint, folder: Path = SHIPPED_DIR) -> Path:
-    """Write <folder>/<name>.json: the model's name, whether it is the default, spec and metrics, readable
-    without torch (the plugin lists the default first)."""
+    """Write <folder>/<name>.json: the model's name, whether it is the default, spec, metrics, title and
+    sensor, readable without torch (the plugin lists the default first)."""
     path = folder / f"{name}.json"
-    payload = {"name": name, "default": name == DEFAULT_MODEL, "spec": ckpt.spec.to_dict(), "metrics": ckpt.metrics}
+    payload = {"name": name, "default": name == DEFAULT_MODEL, "spec": ckpt.spec.to_dict(), "metrics": ckpt.metrics,
+               "title": model_title(ckpt.spec), "sensor": sensor_of(ckpt.spec)}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     tmp.replace(path)

@@ -65,7 +65,7 @@ class SegmentResult:
     tiles: int
     seconds: float
     class_counts: dict[str, int]
-    peak_pending: int = 0  # most raw instances held in memory at once (streaming merge)
+    peak_pending: int = 0  # most predictions held at once waiting for later tiles (instances or components)
     tiles_run: int = 0  # tiles that went through the model (the others were all nodata)
     forward_seconds: float = 0.0  # sum of pure model forward time
     notes: list[str] = field(default_factory=list)  # resampling / value scaling decisions
