@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from engine.errors import Cancelled, UserError
@@ -30,7 +31,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="mask_rcnn", help="architecture (see 'rsseg models --architectures')")
     p.add_argument("--backbone", help="backbone name; default: the architecture's own (mask_rcnn: resnet18)")
     p.add_argument("--pretrained", action="store_true", help="ImageNet weights (efficientnet_lite0)")
-    p.add_argument("--config", default="{}", help="JSON object of architecture config overrides")
+    p.add_argument("--preset", help="named config of the architecture (see 'rsseg models --architectures')")
+    p.add_argument("--config", default="{}", help="JSON object of architecture config overrides (over --preset)")
     p.add_argument("--bands", help="comma-separated 1-based bands to read, e.g. '1' for SAR JPEGs")
     p.add_argument("--band-names", help="comma-separated names of the model's input bands")
     p.add_argument("--sensor", choices=["sar", "sar-db", "optical"], default="sar")
@@ -147,7 +149,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the shipped models and their specs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--architectures", action="store_true", help="list the buildable architectures")
+    p.add_argument("--architectures", action="store_true",
+                   help="list the buildable architectures, their tasks and config presets")
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -173,173 +176,6 @@ def _value_range(text: str | None) -> tuple[float, float] | None:
     return (lo, hi)
 
 
-def _with_input_scale(label: str, ckpt, scale: float | None):
-    """(label, checkpoint) with `--input-scale` replacing the spec's trained zoom when given."""
-    if scale is None:
-        return label, ckpt
-    if not (0.1 <= scale <= 8.0):
-        raise UserError(f"--input-scale {scale}: give a factor between 0.1 and 8, e.g. --input-scale 2")
-    from dataclasses import replace
-
-    return label, replace(ckpt, spec=ckpt.spec.with_updates(input_scale=scale))
-
-
-def cmd_segment(args: argparse.Namespace) -> int:
-    from engine.progress import Reporter
-
-    reporter = Reporter(args.progress, desc="segment")
-    try:
-        return _segment(args, reporter)
-    except UserError as exc:
-        reporter.error(str(exc))
-        raise
-    except (Cancelled, KeyboardInterrupt):
-        reporter.error("cancelled")
-        raise
-    except Exception as exc:
-        reporter.error(f"{type(exc).__name__}: {exc}")
-        raise
-
-
-def _segment(args: argparse.Namespace, reporter) -> int:
-    from engine.inference.predictor import Predictor
-    from engine.inference.segment import SegmentOptions, segment_raster
-    from engine.zoo import DEFAULT_MODEL, resolve_model
-
-    extent = _extent(args.extent)
-    value_range = _value_range(args.value_range)
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    label, ckpt = _with_input_scale(*resolve_model(args.model or DEFAULT_MODEL), args.input_scale)
-    predictor = Predictor(ckpt, args.device)
-    options = SegmentOptions(
-        tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
-        mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
-        simplify=args.simplify, min_area=args.min_area, extent=extent, tile_grid=args.tile_grid,
-        resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance, value_range=value_range,
-        sar_input=args.sar_input, duplicate_containment=args.duplicate_containment,
-    )
-    classes = [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes]
-
-    def started(tiles: int) -> None:
-        reporter.start(raster=args.raster, model=label, output=args.out, device=str(predictor.device),
-                       tiles=tiles, classes=classes)
-
-    result = segment_raster(args.raster, args.out, predictor, options, model_label=label,
-                            progress=reporter.progress, warn=reporter.warning, started=started)
-    reporter.done(output=result.output, features=result.features, tiles=result.tiles, seconds=result.seconds,
-                  classes=result.class_counts)
-    counts = ", ".join(f"{n} {c}" for c, n in result.class_counts.items()) or "no objects"
-    print(f"{result.features} objects ({counts}) from {result.tiles} tiles in {result.seconds:.1f} s -> "
-          f"{result.output}", file=sys.stderr)
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from engine.data.coco import CocoInstanceDataset
-    from engine.evaluation.coco_eval import evaluate_model
-    from engine.inference.predictor import Predictor
-    from engine.semantic.evaluate import evaluate_semantic_model
-    from engine.zoo import resolve_model
-
-    label, ckpt = _with_input_scale(*resolve_model(args.checkpoint), args.input_scale)
-    predictor = Predictor(ckpt, args.device)
-    bands = _ints(args.bands) or list(range(1, ckpt.spec.bands + 1))
-    dataset = CocoInstanceDataset(args.coco, args.images, ckpt.spec.normalisation, bands)
-    from tqdm import tqdm
-
-    evaluate = evaluate_semantic_model if ckpt.spec.task == "semantic" else evaluate_model
-    with tqdm(total=len(dataset), desc="evaluate", unit="img", file=sys.stderr) as bar:
-        metrics = evaluate(predictor.model, dataset, predictor.device,
-                           progress=lambda done, total: bar.update(done - bar.n), input_scale=ckpt.spec.input_scale)
-    metrics = {"model": label, "coco": args.coco, **metrics}
-    if "semantic" in metrics:
-        _print_semantic_metrics(metrics["semantic"])
-    print(f"{'':6}" + "".join(f"{n:>8}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
-    for kind in ("bbox", "segm"):
-        values = (metrics[kind][n] for n in ("AP", "AP50", "AP75", "APs", "APm", "APl"))
-        print(f"{kind:6}" + "".join(f"{v:8.1f}" if v is not None else f"{'n/a':>8}" for v in values))
-    print(f"images: {metrics['images']}, {metrics['seconds_per_image'] * 1000:.0f} ms/image on {predictor.device}")
-    if args.out:
-        _write_json(args.out, metrics)
-    return 0
-
-
-def _print_semantic_metrics(semantic: dict) -> None:
-    """Per-class IoU/F1 table and the means (percent; n/a for classes neither present nor predicted)."""
-    def cell(value: float | None) -> str:
-        return f"{value:8.1f}" if value is not None else f"{'n/a':>8}"
-
-    width = max(len(n) for n in semantic["per_class"]) + 2
-    print(f"{'class':{width}}{'IoU':>8}{'F1':>8}")
-    for name, scores in semantic["per_class"].items():
-        print(f"{name:{width}}{cell(scores['IoU'])}{cell(scores['F1'])}")
-    print(f"mIoU {cell(semantic['mIoU']).strip()} (without background {cell(semantic['mIoU_no_bg']).strip()}), "
-          f"mF1 {cell(semantic['mF1']).strip()} (without background {cell(semantic['mF1_no_bg']).strip()}), "
-          f"OA {cell(semantic['OA']).strip()}")
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from engine.checkpoint import load_checkpoint
-    from engine.models import MODELS
-    from engine.zoo import DEFAULT_MODEL, shipped_models
-
-    if args.architectures:
-        print("\n".join(sorted(MODELS)))
-        return 0
-    listing = []
-    for name, path in shipped_models().items():
-        ckpt = load_checkpoint(path)
-        listing.append({"name": name, "default": name == DEFAULT_MODEL, "path": str(path),
-                        "spec": ckpt.spec.to_dict(), "metrics": ckpt.metrics})
-    if args.json:
-        print(json.dumps(listing, indent=2))
-        return 0
-    if not listing:
-        print("no shipped models installed")
-    for m in listing:
-        print(_describe_model(m["name"] + (" (default)" if m["default"] else ""), m["spec"], m["metrics"]))
-    return 0
-
-
-def _describe_model(title: str, s: dict, metrics: dict) -> str:
-    """One summary line of a model spec dict (+ an indented description line)."""
-    classes = ", ".join(c["name"] for c in s["classes"])
-    val = metrics.get("val", {})
-    ap, miou = val.get("segm", {}).get("AP"), val.get("semantic", {}).get("mIoU")
-    text = (f"{title}: {s['task']} {s['architecture']} [{s['config'].get('backbone', '')}], classes: {classes}; "
-            f"bands: {s['bands']} ({', '.join(s['band_names'])}); GSD {s['gsd_m']} m; "
-            f"tile {s['tile_size']}/{s['overlap']}" + (f"; val mIoU {miou:.1f}" if miou is not None else "")
-            + (f"; val mask AP {ap:.1f}" if ap is not None else ""))
-    return text + (f"\n    {s['description']}" if s.get("description") else "")
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    from engine.checkpoint import load_checkpoint
-    from engine.zoo import locate_model
-
-    name, path = locate_model(args.model)
-    ckpt = load_checkpoint(path)
-    info = {"name": name, "path": str(path.resolve()), "spec": ckpt.spec.to_dict(), "metrics": ckpt.metrics,
-            "provenance": ckpt.provenance}
-    if args.json:
-        print(json.dumps(info, indent=2, default=str))
-        return 0
-    print(_describe_model(name, info["spec"], ckpt.metrics))
-    print(f"    {info['path']}")
-    return 0
-
-
-def cmd_env(args: argparse.Namespace) -> int:
-    from engine.environment import engine_environment, summary
-
-    report = engine_environment()
-    print(json.dumps(report, indent=2) if args.json else summary(report))
-    return 0 if report["ok"] else 3
-
-
 def _extent(text: str | None) -> tuple[float, float, float, float] | None:
     """'XMIN,YMIN,XMAX,YMAX' -> four floats (None stays None)."""
     if text is None:
@@ -362,31 +198,145 @@ def _ints(text: str | None) -> list[int] | None:
     return [int(v) for v in text.split(",") if v.strip()] if text else None
 
 
+def _input_scale(scale: float | None) -> float | None:
+    if scale is not None and not (0.1 <= scale <= 8.0):
+        raise UserError(f"--input-scale {scale}: give a factor between 0.1 and 8, e.g. --input-scale 2")
+    return scale
+
+
+def _load_model(name_or_path: str, input_scale: float | None):
+    """(label, checkpoint) of a shipped model name or checkpoint path; `--input-scale` replaces the spec's zoom."""
+    from engine.zoo import resolve_model
+
+    label, ckpt = resolve_model(name_or_path)
+    if _input_scale(input_scale) is None:
+        return label, ckpt
+    return label, replace(ckpt, spec=ckpt.spec.with_updates(input_scale=input_scale))
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from engine.progress import Reporter
+
+    reporter = Reporter(args.progress, desc="segment")
+    try:
+        return _segment(args, reporter)
+    except UserError as exc:
+        reporter.error(str(exc))
+        raise
+    except (Cancelled, KeyboardInterrupt):
+        reporter.error("cancelled")
+        raise
+    except Exception as exc:
+        reporter.error(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _segment(args: argparse.Namespace, reporter) -> int:
+    from engine.inference.predictor import Predictor
+    from engine.inference.segment import SegmentOptions, segment_raster
+    from engine.zoo import DEFAULT_MODEL
+
+    extent = _extent(args.extent)
+    value_range = _value_range(args.value_range)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    label, ckpt = _load_model(args.model or DEFAULT_MODEL, args.input_scale)
+    predictor = Predictor(ckpt, args.device)
+    options = SegmentOptions(
+        tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
+        mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
+        simplify=args.simplify, min_area=args.min_area, extent=extent, tile_grid=args.tile_grid,
+        resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance, value_range=value_range,
+        sar_input=args.sar_input, duplicate_containment=args.duplicate_containment,
+    )
+    reporter.start_fields = {
+        "raster": args.raster, "model": label, "output": args.out, "device": str(predictor.device),
+        "classes": [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes],
+    }
+    result = segment_raster(args.raster, args.out, predictor, options, model_label=label, progress=reporter)
+    reporter.done(output=result.output, features=result.features, tiles=result.tiles, seconds=result.seconds,
+                  classes=result.class_counts)
+    counts = ", ".join(f"{n} {c}" for c, n in result.class_counts.items()) or "no objects"
+    print(f"{result.features} objects ({counts}) from {result.tiles} tiles in {result.seconds:.1f} s -> "
+          f"{result.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.evaluation.report import speed_line, write_json
+    from engine.inference.predictor import Predictor
+    from engine.progress import Reporter
+
+    label, ckpt = _load_model(args.checkpoint, args.input_scale)
+    predictor = Predictor(ckpt, args.device)
+    task = predictor.task
+    dataset = task.eval_dataset(ckpt.spec, args.coco, args.images, _ints(args.bands))
+    bar = Reporter("bar", desc="evaluate", unit="img")
+    try:
+        metrics = task.evaluate(predictor.model, dataset, predictor.device, progress=bar.advance,
+                                input_scale=ckpt.spec.input_scale)
+    finally:
+        bar.close()
+    metrics = {"model": label, "coco": args.coco, **metrics}
+    print(task.report(metrics))
+    print(speed_line(metrics, str(predictor.device)))
+    if args.out:
+        print(f"written to {write_json(args.out, metrics)}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.zoo import describe_architectures, describe_model, model_listing
+
+    if args.architectures:
+        print(describe_architectures())
+        return 0
+    listing = model_listing()
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    if not listing:
+        print("no shipped models installed")
+    for m in listing:
+        print(describe_model(m["name"] + (" (default)" if m["default"] else ""), m["spec"], m["metrics"]))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from engine.zoo import describe_model, model_info
+
+    info = model_info(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(describe_model(info["name"], info["spec"], info["metrics"]))
+    print(f"    {info['path']}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from engine.environment import engine_environment, summary
+
+    report = engine_environment()
+    print(json.dumps(report, indent=2) if args.json else summary(report))
+    return 0 if report["ok"] else 3
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from engine import models
-    from engine.data.coco import read_coco
-    from engine.spec import ModelSpec, Normalisation, classes_from_names
+    from engine.training.spec_builder import parse_overrides, training_spec
     from engine.training.trainer import TrainConfig, Trainer
 
-    try:
-        overrides = json.loads(args.config)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--config: not a JSON object ({exc})") from None
-    index = read_coco(args.coco)
+    overrides = {**({"backbone": args.backbone} if args.backbone else {}),
+                 **({"pretrained": True} if args.pretrained else {}), **parse_overrides(args.config)}
     bands = _ints(args.bands)
-    n_bands = len(bands) if bands else int(overrides.pop("bands", 0) or 0) or _guess_bands(args)
-    sar = {"sar": "amplitude", "sar-db": "db", "optical": "none"}[args.sensor]
-    spec = ModelSpec(
-        name=args.name or Path(args.out).name,
-        architecture=args.arch,
-        task="semantic" if args.arch in models.SEMANTIC_ARCHITECTURES else "instance",
-        config={**({"backbone": args.backbone} if args.backbone else {}),
-                **({"pretrained": True} if args.pretrained else {}), **overrides},
-        classes=classes_from_names(index.category_names),
-        bands=n_bands,
-        band_names=tuple(args.band_names.split(",")) if args.band_names else tuple(f"b{i + 1}" for i in range(n_bands)),
-        normalisation=Normalisation(scale=args.scale, mean=_floats(args.mean), std=_floats(args.std), sar=sar),
-        gsd_m=args.gsd, input_scale=args.input_scale, tile_size=args.tile_size, overlap=args.overlap,
+    spec = training_spec(
+        name=args.name or Path(args.out).name, arch=args.arch, coco=args.coco, images=args.images,
+        preset=args.preset, overrides=overrides, bands=bands,
+        band_names=args.band_names.split(",") if args.band_names else None, sensor=args.sensor,
+        scale=args.scale, mean=_floats(args.mean), std=_floats(args.std), gsd_m=args.gsd,
+        input_scale=args.input_scale, tile_size=args.tile_size, overlap=args.overlap,
         score_threshold=args.score_threshold, description=args.description,
     )
     jitter = _floats(args.scale_jitter)
@@ -405,14 +355,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guess_bands(args: argparse.Namespace) -> int:
-    """Band count of the first training image."""
-    from engine.data.coco import read_coco, read_image
-
-    first = read_coco(args.coco).images[0]["file_name"]
-    return read_image(Path(args.images) / first).shape[0]
-
-
 def cmd_split(args: argparse.Namespace) -> int:
     from engine.data.split import split_coco
 
@@ -422,24 +364,16 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from engine.evaluation.report import write_json
     from engine.vector.score import format_score, score_files
 
     score = score_files(args.prediction, args.reference, args.iou, args.class_field, args.score_field,
                         args.prediction_layer, args.reference_layer)
     print(format_score(score))
     if args.out:
-        _write_json(args.out, {"prediction": args.prediction, "reference": args.reference, **score.to_dict()})
+        out = write_json(args.out, {"prediction": args.prediction, "reference": args.reference, **score.to_dict()})
+        print(f"written to {out}", file=sys.stderr)
     return 0
-
-
-def _write_json(path: str, data: dict) -> None:
-    """JSON written atomically (temp file + rename)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(out)
-    print(f"written to {out}", file=sys.stderr)
 
 
 COMMANDS = {"train": cmd_train, "score": cmd_score, "split": cmd_split, "segment": cmd_segment,

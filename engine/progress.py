@@ -1,23 +1,61 @@
-"""Progress reporting for the CLI: a tqdm bar on stderr, or JSON lines on stdout (--progress jsonl).
+"""Progress of a long run: the `Progress` interface the engine reports to, a silent default, and the CLI's
+`Reporter` (a tqdm bar on stderr, or JSON lines on stdout with --progress jsonl).
 
 JSON-lines protocol (one object per line on stdout, flushed):
-  {"event": "start", ...}  {"event": "progress", "done": k, "total": n, "percent": p}
+  {"event": "start", ..., "tiles": n}  {"event": "progress", "done": k, "total": n, "percent": p}
   {"event": "warning", "message": str}  {"event": "done", ...}  {"event": "error", "message": str}
 """
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
 
-class Reporter:
-    """mode: "bar" (tqdm on stderr), "jsonl" (events on stdout) or "none"."""
+class Progress(Protocol):
+    """What a long run reports to, and asks whether to stop. Called from the run's worker threads too."""
 
-    def __init__(self, mode: str = "bar", desc: str = "") -> None:
-        self.mode, self.desc = mode, desc
+    def started(self, tiles: int) -> None:
+        """The inputs are checked and `tiles` units of work follow."""
+
+    def advance(self, done: int, total: int) -> None:
+        """`done` of `total` units are finished."""
+
+    def warning(self, text: str) -> None:
+        """Something the user should know (one line); the run goes on."""
+
+    def cancelled(self) -> bool:
+        """True to stop the run (it raises engine.errors.Cancelled and leaves no partial output)."""
+
+
+class NoProgress:
+    """Reports nothing and never cancels (the default)."""
+
+    def started(self, tiles: int) -> None:
+        pass
+
+    def advance(self, done: int, total: int) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+
+class Reporter:
+    """A Progress for the CLI. mode: "bar" (tqdm on stderr), "jsonl" (events on stdout) or "none".
+
+    `start_fields` go into the start event with the tile count (raster, model, output, ...). Cancel comes
+    from SIGTERM (engine.cli), so `cancelled()` is False.
+    """
+
+    def __init__(self, mode: str = "bar", desc: str = "", unit: str = "tile") -> None:
+        self.mode, self.desc, self.unit = mode, desc, unit
+        self.start_fields: dict[str, Any] = {}
         self._bar: tqdm | None = None
 
     def _emit(self, event: str, **fields: Any) -> None:
@@ -25,21 +63,24 @@ class Reporter:
             sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
             sys.stdout.flush()
 
-    def start(self, **fields: Any) -> None:
-        self._emit("start", **fields)
+    def started(self, tiles: int) -> None:
+        self._emit("start", **self.start_fields, tiles=tiles)
 
-    def progress(self, done: int, total: int) -> None:
+    def advance(self, done: int, total: int) -> None:
         if self.mode == "bar":
             if self._bar is None:
-                self._bar = tqdm(total=total, desc=self.desc, unit="tile", file=sys.stderr, dynamic_ncols=True)
+                self._bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr, dynamic_ncols=True)
             self._bar.update(done - self._bar.n)
         self._emit("progress", done=done, total=total, percent=round(100.0 * done / max(1, total), 1))
 
-    def warning(self, message: str) -> None:
+    def warning(self, text: str) -> None:
         if self.mode == "jsonl":
-            self._emit("warning", message=message)
+            self._emit("warning", message=text)
         else:
-            print(f"warning: {message}", file=sys.stderr)
+            print(f"warning: {text}", file=sys.stderr)
+
+    def cancelled(self) -> bool:
+        return False
 
     def done(self, **fields: Any) -> None:
         self.close()

@@ -16,10 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from engine.data.coco import CocoInstanceDataset  # noqa: E402
-from engine.evaluation.coco_eval import evaluate_model  # noqa: E402
 from engine.inference.predictor import Predictor  # noqa: E402
-from engine.semantic.evaluate import evaluate_semantic_model  # noqa: E402
+from engine.tasks import task_of  # noqa: E402
+from engine.tasks.base import format_headline  # noqa: E402
 from engine.zoo import SHIPPED_DIR, write_sidecar  # noqa: E402
 
 
@@ -30,15 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-coco", required=True)
     p.add_argument("--images", required=True)
     p.add_argument("--checkpoint", default="best.pt", help="file inside --run")
+    p.add_argument("--title", help="readable name for analysts, e.g. 'Ships in SAR images (SSDD), 1 band, ~3 m' "
+                                   "(default: the run's spec.title, else one built from the spec)")
     args = p.parse_args(argv)
     run = Path(args.run)
     ckpt = load_checkpoint(run / args.checkpoint)
-    spec = ckpt.spec.with_updates(name=args.name)
+    spec = ckpt.spec.with_updates(name=args.name, **({"title": args.title} if args.title else {}))
+    task = task_of(spec)
     predictor = Predictor(Checkpoint(spec, ckpt.state_dict), "auto")
-    bands = list(range(1, spec.bands + 1))
-    dataset = CocoInstanceDataset(args.val_coco, args.images, spec.normalisation, bands)
-    evaluate = evaluate_semantic_model if spec.task == "semantic" else evaluate_model
-    val = evaluate(predictor.model, dataset, predictor.device)
+    dataset = task.eval_dataset(spec, args.val_coco, args.images)
+    val = task.evaluate(predictor.model, dataset, predictor.device, input_scale=spec.input_scale)
     provenance = dict(ckpt.provenance)
     cmd = run / "cmd.sh"
     if cmd.is_file():
@@ -49,14 +49,13 @@ def main(argv: list[str] | None = None) -> int:
                           half=True)
     # fp16 weights: evaluate the file that ships, not only the fp32 original
     shipped = load_checkpoint(out)
-    shipped_val = evaluate(Predictor(shipped, "auto").model, dataset, predictor.device)
+    shipped_val = task.evaluate(Predictor(shipped, "auto").model, dataset, predictor.device,
+                                input_scale=spec.input_scale)
     metrics["val_fp16"] = shipped_val
     save_checkpoint(Checkpoint(spec, shipped.state_dict, provenance, metrics), out)
     write_sidecar(args.name, Checkpoint(spec, shipped.state_dict, provenance, metrics))
-    miou = (f"val mIoU {val['semantic']['mIoU']:.1f} (fp16 {shipped_val['semantic']['mIoU']:.1f}), "
-            if "semantic" in val else "")
-    print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): {miou}val mask AP {val['segm']['AP']:.1f} "
-          f"(fp16 {shipped_val['segm']['AP']:.1f}), box AP {val['bbox']['AP']:.1f}")
+    print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): val {format_headline(task.headline(val))}; "
+          f"fp16 {format_headline(task.headline(shipped_val))}")
     return 0
 
 

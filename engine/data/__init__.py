@@ -1,1 +1,1 @@
-"""COCO instance datasets, joint transforms and splits."""
+"""COCO instance datasets, semantic class maps painted from them, joint transforms and splits."""

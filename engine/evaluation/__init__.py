@@ -1,0 +1,1 @@
+"""Evaluation: the loop shared by every task, its evaluators (COCO AP; mIoU, F1, OA) and reports."""

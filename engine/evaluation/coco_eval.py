@@ -1,4 +1,4 @@
-"""COCO bbox and segm AP of an instance model through pycocotools.
+"""COCO bbox and segm AP through pycocotools, and the instance evaluator built on them.
 
 Ids are renumbered from 1 (images by position, annotations by position, categories to labels 1..K):
 COCOeval never matches a ground truth whose id is 0, which the published SSDD/NWPU files contain.
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +17,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from engine.data.coco import CocoInstanceDataset
-from engine.models.scaling import forward_scaled
-from engine.normalise import normalise
+from engine.evaluation.loop import EvalInput, inference_on_dataset
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -78,7 +76,29 @@ def coco_metrics(gt: COCO, results: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-@torch.no_grad()
+class CocoEvaluator:
+    """Instance evaluator (reset / process / evaluate): COCO bbox and segm AP of the detections.
+
+    Outputs per image: {"boxes" [N,4] xyxy, "labels" [N] in 1..K, "scores" [N], "masks" [N,1,H,W] prob}.
+    """
+
+    def __init__(self, dataset: CocoInstanceDataset, mask_threshold: float = 0.5) -> None:
+        self.gt = ground_truth_coco(dataset)
+        self.mask_threshold = mask_threshold
+        self.results: list[dict] = []
+
+    def reset(self) -> None:
+        self.results = []
+
+    def process(self, inputs: list[EvalInput], outputs: list[dict[str, torch.Tensor]]) -> None:
+        for inp, output in zip(inputs, outputs):
+            self.results.extend(detections_to_coco(inp.image_id, output, self.mask_threshold))
+
+    def evaluate(self) -> dict[str, Any]:
+        """{"bbox": {"AP", ...}, "segm": {...}} in percent (see coco_metrics)."""
+        return dict(coco_metrics(self.gt, self.results))
+
+
 def evaluate_model(
     model: torch.nn.Module,
     dataset: CocoInstanceDataset,
@@ -86,25 +106,9 @@ def evaluate_model(
     progress: Callable[[int, int], None] | None = None,
     input_scale: float = 1.0,
 ) -> dict[str, Any]:
-    """Run `model` over every image of `dataset` (no augmentation; each image resized by `input_scale`, the
-    model's trained zoom, and its output mapped back) and compute COCO metrics.
+    """COCO metrics of an instance `model` on every image of `dataset` (engine.evaluation.loop; each image
+    resized by `input_scale`, the model's trained zoom, and its output mapped back).
 
     Returns {"bbox": {...}, "segm": {...}, "images": n, "seconds_per_image": s}.
     """
-    model.eval()
-    gt = ground_truth_coco(dataset)
-    results: list[dict] = []
-    elapsed = 0.0
-    for i in range(len(dataset)):
-        raw, _ = dataset.load_raw(i)
-        image = torch.from_numpy(normalise(raw, dataset.normalisation)).to(device)
-        start = time.perf_counter()
-        output = forward_scaled(model, [image], input_scale)[0]
-        elapsed += time.perf_counter() - start
-        results.extend(detections_to_coco(i + 1, output))
-        if progress:
-            progress(i + 1, len(dataset))
-    metrics: dict[str, Any] = coco_metrics(gt, results)
-    metrics["images"] = len(dataset)
-    metrics["seconds_per_image"] = round(elapsed / max(1, len(dataset)), 4)
-    return metrics
+    return inference_on_dataset(model, dataset, CocoEvaluator(dataset), device, progress, input_scale)

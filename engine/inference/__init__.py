@@ -1,1 +1,1 @@
-"""Tiled inference: raster -> tiles -> model -> merged instances -> polygons."""
+"""Tiled inference: raster -> tiles -> model -> the task's writer stage (merged predictions) -> polygons."""

@@ -1,4 +1,4 @@
-"""A model ready for inference on one device, and one tile's output as Instances in raster pixels.
+"""A model ready for inference on one device; its outputs converted by the model's task (engine.tasks).
 
 The tiled raster pipeline that drives it is engine.inference.segment.
 """
@@ -14,11 +14,10 @@ import torch
 from engine.checkpoint import Checkpoint
 from engine.device import pick_device
 from engine.errors import UserError
-from engine.merge import Instance
 from engine.models import build_model
 from engine.models.scaling import forward_scaled
 from engine.spec import ModelSpec
-from engine.tiling import Tile
+from engine.tasks import task_of
 
 
 class Predictor:
@@ -26,6 +25,7 @@ class Predictor:
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto") -> None:
         self.spec: ModelSpec = checkpoint.spec
+        self.task = task_of(self.spec)
         self.device = pick_device(device)
         self.model = build_model(self.spec)
         state = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()}
@@ -57,8 +57,8 @@ class Predictor:
 
     @torch.no_grad()
     def predict(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Normalised tiles [C,h,w] -> per tile {"boxes" [N,4], "labels" [N], "scores" [N], "masks" [N,h,w] prob}
-        for instance models, {"probs" [K+1,h,w] float32} for semantic ones (spec.task == "semantic")."""
+        """Normalised tiles [C,h,w] -> one numpy dict per tile, as the task converts it: instance models
+        {"boxes" [N,4], "labels" [N], "scores" [N], "masks" [N,h,w] prob}, semantic ones {"probs" [K+1,h,w]}."""
         cuda = self.device.type == "cuda"
         tensors = [torch.from_numpy(np.ascontiguousarray(im)) for im in images]
         if cuda:
@@ -70,38 +70,4 @@ class Predictor:
         if cuda:
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - start
-        if self.spec.task == "semantic":
-            return [{"probs": o["probs"].float().cpu().numpy()} for o in outputs]
-        return [{"boxes": o["boxes"].float().cpu().numpy(), "labels": o["labels"].cpu().numpy(),
-                 "scores": o["scores"].float().cpu().numpy(), "masks": o["masks"][:, 0].float().cpu().numpy()}
-                for o in outputs]
-
-
-def tile_instances(output: dict[str, np.ndarray], tile: Tile, score_threshold: float,
-                   mask_threshold: float, area_bounds: tuple[int, int, int, int] | None = None,
-                   edge_margin: int = 2) -> list[Instance]:
-    """One tile's model output -> Instances in raster pixels, masks cropped to their bounding boxes.
-
-    Each instance records its tile window and core, and is marked ``truncated`` when its mask comes
-    within `edge_margin` pixels of a window edge that is not an edge of `area_bounds`
-    ``(row0, col0, row1, col1)``, the tiled area (None: every window edge off raster row/col 0 counts).
-    """
-    found = []
-    window = (tile.row_off, tile.col_off, tile.row_off + tile.height, tile.col_off + tile.width)
-    outer = area_bounds or (0, 0, -1, -1)
-    for label, score, prob in zip(output["labels"], output["scores"], output["masks"]):
-        if score < score_threshold:
-            continue
-        mask = prob >= mask_threshold
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        if rows.size == 0:
-            continue
-        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        truncated = ((r0 <= edge_margin and window[0] != outer[0])
-                     or (c0 <= edge_margin and window[1] != outer[1])
-                     or (r1 >= tile.height - edge_margin and window[2] != outer[2])
-                     or (c1 >= tile.width - edge_margin and window[3] != outer[3]))
-        found.append(Instance(int(label), float(score), mask[r0:r1, c0:c1].copy(),
-                              tile.row_off + int(r0), tile.col_off + int(c0), window=window, core=tile.core,
-                              truncated=bool(truncated)))
-    return found
+        return self.task.convert_outputs(outputs)

@@ -8,7 +8,23 @@ parts, so the final grouping equals merging all instances of the raster at once.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from engine.merge.seams import Instance, objects_of_component, seam_components
+from engine.tiling import Tile
+
+
+def row_frontiers(tiles: Sequence[Tile]) -> list[int]:
+    """frontiers[i]: the smallest window row among tiles[i:] (no tile from i on reads above it).
+
+    After the first i tiles (row-major order) are processed, rows above frontiers[i] are final.
+    """
+    out = [0] * len(tiles)
+    low = None
+    for i in range(len(tiles) - 1, -1, -1):
+        low = tiles[i].row_off if low is None else min(low, tiles[i].row_off)
+        out[i] = low
+    return out
 
 
 class StreamingMerger:

@@ -1,8 +1,8 @@
 """Training loop: SGD/AdamW, warmup + step/cosine schedule, gradient clipping, AMP on CUDA,
 checkpoint every epoch with resume, seeded, tqdm bar with the loss, JSON-lines log, loss-curve PNG.
 
-Instance models (spec.task "instance") train on CocoInstanceDataset and keep the best validation mask AP;
-semantic models (spec.task "semantic") train on class maps (CocoSemanticDataset) and keep the best mIoU.
+The model's task (engine.tasks) gives the datasets, the evaluator and the validation score best.pt is
+chosen by (instance: mask AP on CocoInstanceDataset; semantic: mIoU, trained on class maps).
 """
 from __future__ import annotations
 
@@ -21,15 +21,14 @@ import torch
 from tqdm import tqdm
 
 from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from engine.data.coco import CocoInstanceDataset, collate
+from engine.data.coco import collate
 from engine.data.transforms import SarAugment, training_transforms
 from engine.device import pick_device
 from engine.errors import UserError
-from engine.evaluation.coco_eval import evaluate_model
 from engine.models import build_model
-from engine.semantic.data import CocoSemanticDataset
-from engine.semantic.evaluate import evaluate_semantic_model
 from engine.spec import ModelSpec
+from engine.tasks import Task, task_of
+from engine.tasks.base import format_headline
 
 
 @dataclass
@@ -80,13 +79,6 @@ def lr_factor(it: int, total: int, warmup: int, schedule: str, steps_iters: list
     return warm * 0.1 ** sum(it >= s for s in steps_iters)
 
 
-def validation_score(val: dict[str, Any]) -> tuple[float, str]:
-    """Validation metrics -> (score best.pt is chosen by, its name): mIoU for semantic, mask AP for instance."""
-    if "semantic" in val:
-        return float(val["semantic"]["mIoU"] or 0.0), "mIoU"
-    return float(val["segm"]["AP"]), "mask AP"
-
-
 def load_initial_weights(model: torch.nn.Module, path: str) -> str:
     """Load a checkpoint's weights into `model` (every tensor must fit) -> which module took them: "model",
     or "coarse" when `model` is a C2FNet and the checkpoint holds a plain semantic model (the paper's
@@ -121,15 +113,14 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = pick_device(cfg.device)
-        self.semantic = spec.task == "semantic"
-        dataset_type = CocoSemanticDataset if self.semantic else CocoInstanceDataset
+        self.task: Task = task_of(spec)
         zoom = spec.input_scale  # scale jitter is around the zoom the model works at
-        self.train_set = dataset_type(
-            cfg.coco, cfg.images, spec.normalisation, cfg.bands,
+        self.train_set = self.task.train_dataset(
+            spec, cfg.coco, cfg.images, cfg.bands,
             training_transforms(cfg.crop_size, cfg.min_scale * zoom, cfg.max_scale * zoom),
             radiometric=SarAugment() if cfg.sar_augment else None,
         )
-        self.val_set = (CocoInstanceDataset(cfg.val_coco, cfg.val_images or cfg.images, spec.normalisation, cfg.bands)
+        self.val_set = (self.task.eval_dataset(spec, cfg.val_coco, cfg.val_images or cfg.images, cfg.bands)
                         if cfg.val_coco else None)
         self.model = build_model(spec).to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -268,27 +259,25 @@ class Trainer:
             evaluate_now = self.val_set is not None and (
                 self.epoch == self.cfg.epochs or (self.cfg.eval_every and self.epoch % self.cfg.eval_every == 0))
             if evaluate_now:
-                evaluate = evaluate_semantic_model if self.semantic else evaluate_model
-                metrics["val"] = evaluate(self.model, self.val_set, self.device, input_scale=self.spec.input_scale)
+                metrics["val"] = self.task.evaluate(self.model, self.val_set, self.device,
+                                                    input_scale=self.spec.input_scale)
                 self.model.train()
-                score, score_name = validation_score(metrics["val"])
-                mask_ap = f", mask AP {metrics['val']['segm']['AP']:.2f}" if self.semantic else ""
-                self.log(f"epoch {self.epoch}: val {score_name} {score:.2f}{mask_ap}, "
-                         f"box AP {metrics['val']['bbox']['AP']:.2f}")
+                score = self.task.validation_score(metrics["val"])
+                self.log(f"epoch {self.epoch}: val {format_headline(self.task.headline(metrics['val']), 2)}")
             self._write_log({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration, **metrics})
             if evaluate_now and score > self.best_score:
                 self.best_score = score
                 self._save("best.pt", metrics, with_state=False)
             self._save("last.pt", metrics, with_state=True)
-            plot_loss_curve(self.out / "log.jsonl", self.out / "loss.png")
+            plot_loss_curve(self.out / "log.jsonl", self.out / "loss.png", self.task)
             if stop_at is not None and self.iteration >= stop_at:
                 break
         best = self.out / "best.pt"
         return best if best.is_file() else self.out / "last.pt"
 
 
-def plot_loss_curve(log_path: Path, png_path: Path) -> None:
-    """Training loss per logged iteration and validation score (mIoU or mask AP) per epoch -> PNG."""
+def plot_loss_curve(log_path: Path, png_path: Path, task: Task) -> None:
+    """Training loss per logged iteration and the task's validation score (mIoU or mask AP) per epoch -> PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -302,11 +291,10 @@ def plot_loss_curve(log_path: Path, png_path: Path) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     if evals:
-        name = validation_score(evals[0]["val"])[1]
         ax2 = ax.twinx()
-        ax2.plot([r["iteration"] for r in evals], [validation_score(r["val"])[0] for r in evals], "o-", c="C1",
-                 label=f"val {name}")
-        ax2.set_ylabel(f"val {name} (%)")
+        ax2.plot([r["iteration"] for r in evals], [task.validation_score(r["val"]) for r in evals], "o-", c="C1",
+                 label=f"val {task.score_name}")
+        ax2.set_ylabel(f"val {task.score_name} (%)")
     ax.set_title(png_path.parent.name)
     fig.tight_layout()
     tmp = png_path.with_suffix(".tmp.png")

@@ -78,7 +78,16 @@ def test_models_lists_shipped_models_with_specs() -> None:
     listing = json.loads(proc.stdout)
     assert {m["name"] for m in listing} == set(shipped_models())
     for m in listing:
+        assert set(m) == {"name", "default", "path", "spec", "metrics", "title", "sensor"}
         assert m["spec"]["classes"] and m["spec"]["bands"] >= 1 and m["spec"]["gsd_m"] > 0
+        assert m["sensor"] == ("optical" if m["spec"]["normalisation"]["sar"] == "none" else "sar")
+        built = f"~{m['spec']['gsd_m']:g} m" in m["title"]  # a title built from the spec ends with its GSD
+        assert m["title"] == m["spec"]["title"] if m["spec"]["title"] else built
+    ssdd = next(m for m in listing if m["name"] == "ssdd-ship-maskrcnn")
+    assert ssdd["default"] and ssdd["sensor"] == "sar" and ssdd["title"].startswith("Ships in SAR images")
+    proc = _run(["models", "--architectures"])
+    assert proc.returncode == 0 and "mask_rcnn (instance); presets:" in proc.stdout
+    assert "semantic_fpn (semantic); presets:" in proc.stdout
 
 
 def _error_line(code: int, capsys: pytest.CaptureFixture) -> str:

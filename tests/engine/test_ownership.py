@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.inference.predictor import tile_instances
 from engine.merge import StreamingMerger, merge_group, merge_seam_duplicates
+from engine.tasks.instance import tile_instances
 from engine.tiling import tile_grid
 
 

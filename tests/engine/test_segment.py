@@ -16,6 +16,7 @@ from engine.errors import Cancelled, UserError
 from engine.inference.segment import SegmentOptions, segment_raster
 from engine.spec import ModelSpec, Normalisation, classes_from_names
 from tests.data.make_fixtures import object_mask, write_scene_geotiff
+from tests.engine.recording_progress import RecordingProgress
 
 SPEC = ModelSpec(
     name="oracle", architecture="mask_rcnn", classes=classes_from_names(["ship"]), bands=1,
@@ -101,9 +102,10 @@ def test_cancel_leaves_no_output(tmp_path: Path) -> None:
     raster = tmp_path / "scene.tif"
     write_scene_geotiff(raster)
     out = tmp_path / "cancelled.gpkg"
-    calls = iter(range(100))
+    progress = RecordingProgress(cancel_when=lambda p: p.polls > 2)  # the third poll cancels
     with pytest.raises(Cancelled):
-        segment_raster(raster, out, OraclePredictor(), cancelled=lambda: next(calls) >= 2)
+        segment_raster(raster, out, OraclePredictor(), progress=progress)
+    assert progress.tiles == 9 and progress.polls == 3
     assert not out.exists() and list(tmp_path.glob("*cancelled*")) == []
 
 
@@ -119,10 +121,11 @@ def test_band_mismatch_names_the_fix(tmp_path: Path) -> None:
 def test_raster_without_crs_works_in_pixels_with_a_warning(tmp_path: Path) -> None:
     raster = tmp_path / "nocrs.tif"
     write_scene_geotiff(raster, crs=None, objects=[{"kind": "rect", "box": (10, 20, 30, 60), "class_id": 1}])
-    warnings: list[str] = []
+    progress = RecordingProgress()
     out = tmp_path / "pix.geojson"
-    segment_raster(raster, out, OraclePredictor(), warn=warnings.append)
-    assert any("no CRS" in w for w in warnings)
+    segment_raster(raster, out, OraclePredictor(), progress=progress)
+    assert any("no CRS" in w for w in progress.warnings)
+    assert progress.advances[-1] == (9, 9) and progress.tiles == 9
     with fiona.open(out) as layer:
         feat = next(iter(layer))
     geom = shape(feat["geometry"])

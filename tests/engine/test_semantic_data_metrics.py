@@ -10,15 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.data.class_maps import CocoSemanticDataset, class_map
 from engine.data.coco import CocoInstanceDataset
 from engine.data.transforms import Compose, RandomFlip, training_transforms
 from engine.evaluation.coco_eval import coco_metrics, ground_truth_coco
+from engine.evaluation.semantic_eval import evaluate_semantic_model
+from engine.evaluation.semantic_metrics import components_to_coco, confusion_matrix, semantic_scores
 from engine.models.semantic.common import pad_batch
-from engine.semantic import IGNORE_INDEX
-from engine.semantic.data import CocoSemanticDataset, class_map
-from engine.semantic.evaluate import evaluate_semantic_model
-from engine.semantic.metrics import components_to_coco, confusion_matrix, semantic_scores
-from engine.spec import Normalisation
+from engine.spec import IGNORE_INDEX, Normalisation
 from tests.data.make_fixtures import object_polygon
 
 H, W = 48, 64

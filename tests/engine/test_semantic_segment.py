@@ -22,6 +22,7 @@ from engine.models import build_model
 from engine.spec import ModelSpec, Normalisation, classes_from_names
 from engine.training.trainer import load_initial_weights
 from tests.data.make_fixtures import object_mask, write_scene_geotiff
+from tests.engine.recording_progress import RecordingProgress
 
 SPEC = ModelSpec(
     name="oracle-sem", architecture="semantic_fpn", task="semantic", classes=classes_from_names(["ship", "tank"]),
@@ -116,12 +117,11 @@ def test_cancel_after_regions_were_written_leaves_no_output(tmp_path: Path) -> N
     raster = tmp_path / "tall.tif"
     write_scene_geotiff(raster, height=512, objects=[{"kind": "rect", "box": (10, 10, 40, 40), "class_id": 1}])
     out = tmp_path / "cancelled.gpkg"
-    written: list[int] = []
+    progress = RecordingProgress(cancel_when=lambda p: len(p.advances) >= 8)
     with pytest.raises(Cancelled):  # the first tile row's region is final (written) before the cancel
-        segment_raster(raster, out, OracleSemanticPredictor(), SegmentOptions(batch_size=1),
-                       progress=lambda done, total: written.append(done),
-                       cancelled=lambda: len(written) >= 8)
-    assert max(written) >= 6 and not out.exists() and list(tmp_path.glob("*cancelled*")) == []
+        segment_raster(raster, out, OracleSemanticPredictor(), SegmentOptions(batch_size=1), progress=progress)
+    assert max(done for done, _ in progress.advances) >= 6
+    assert not out.exists() and list(tmp_path.glob("*cancelled*")) == []
 
 
 def _tiny_semantic_checkpoint(path: Path, arch: str = "semantic_fpn", config: dict | None = None) -> Path:

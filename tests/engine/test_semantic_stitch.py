@@ -8,10 +8,10 @@ from affine import Affine
 from shapely.geometry import box, shape
 from shapely.ops import unary_union
 
-from engine.inference.segment import row_frontiers
-from engine.semantic.stitch import StripStitcher, edge_taper, normalise, stitch_tiles, tile_weights
-from engine.semantic.vectorise import StripVectoriser, class_map, core_cells
+from engine.merge import row_frontiers
+from engine.merge.stitch import StripStitcher, edge_taper, normalise, stitch_tiles, tile_weights
 from engine.tiling import tile_grid
+from engine.vector.components import StripVectoriser, class_map, core_cells
 
 CASES = 25
 

@@ -9,22 +9,24 @@ import pytest
 
 from engine.checkpoint import load_checkpoint
 from engine.cli import main
+from engine.data.class_maps import CocoSemanticDataset
 from engine.models import SEMANTIC_ARCHITECTURES
-from engine.semantic.data import CocoSemanticDataset
 from engine.spec import ModelSpec, Normalisation, classes_from_names
-from engine.training.trainer import TrainConfig, Trainer, validation_score
+from engine.tasks import TASKS
+from engine.training.trainer import TrainConfig, Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
 TINY = {"fpn_channels": 16, "decoder_channels": 8}
 
 
-def test_validation_score_picks_miou_for_semantic_and_mask_ap_for_instance() -> None:
-    instance = {"segm": {"AP": 12.5}, "bbox": {"AP": 20.0}}
-    semantic = {"semantic": {"mIoU": 40.0}, "segm": {"AP": 12.5}, "bbox": {"AP": 20.0}}
-    assert validation_score(instance) == (12.5, "mask AP")
-    assert validation_score(semantic) == (40.0, "mIoU")
-    assert validation_score({**semantic, "semantic": {"mIoU": None}}) == (0.0, "mIoU")
+def test_validation_score_is_miou_for_semantic_and_mask_ap_for_instance() -> None:
+    instance, semantic = TASKS["instance"], TASKS["semantic"]
+    metrics = {"semantic": {"mIoU": 40.0}, "segm": {"AP": 12.5}, "bbox": {"AP": 20.0}}
+    assert (instance.validation_score(metrics), instance.score_name) == (12.5, "mask AP")
+    assert (semantic.validation_score(metrics), semantic.score_name) == (40.0, "mIoU")
+    assert semantic.validation_score({**metrics, "semantic": {"mIoU": None}}) == 0.0
+    assert instance.validation_score({**metrics, "segm": {"AP": None}}) == 0.0
 
 
 def test_semantic_training_run_keeps_the_best_miou(coco_gray, tmp_path) -> None:

@@ -15,7 +15,7 @@ from shapely.strtree import STRtree
 from engine.checkpoint import load_checkpoint
 from engine.inference.predictor import Predictor
 from engine.inference.segment import segment_raster
-from engine.zoo import DEFAULT_MODEL, resolve_model, shipped_models
+from engine.zoo import DEFAULT_MODEL, model_title, resolve_model, sensor_of, shipped_models
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 
@@ -53,6 +53,7 @@ def test_shipped_model_has_a_sidecar_with_its_spec(name: str) -> None:
     assert sidecar["name"] == name and sidecar["default"] == (name == DEFAULT_MODEL)
     assert sidecar["spec"] == json.loads(json.dumps(ckpt.spec.to_dict()))
     assert sidecar["metrics"] == json.loads(json.dumps(ckpt.metrics))
+    assert (sidecar["title"], sidecar["sensor"]) == (model_title(ckpt.spec), sensor_of(ckpt.spec))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from engine.inference.segment import SegmentOptions, segment_raster
 from engine.merge import Instance, StreamingMerger, merge_seam_duplicates
 from engine.tiling import tile_grid
 from tests.data.make_fixtures import write_scene_geotiff
+from tests.engine.recording_progress import RecordingProgress
 from tests.engine.test_segment import OraclePredictor
 
 
@@ -101,8 +102,8 @@ def test_cancelled_run_writes_no_tile_grid(tmp_path: Path) -> None:
 
     raster = tmp_path / "scene.tif"
     write_scene_geotiff(raster)
-    calls = iter(range(100))
     with pytest.raises(Cancelled):
         segment_raster(raster, tmp_path / "out.gpkg", OraclePredictor(),
-                       SegmentOptions(tile_grid=str(tmp_path / "tiles.gpkg")), cancelled=lambda: next(calls) >= 2)
+                       SegmentOptions(tile_grid=str(tmp_path / "tiles.gpkg")),
+                       progress=RecordingProgress(cancel_when=lambda p: p.polls > 2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

@@ -1,5 +1,7 @@
 """Semantic targets from COCO instance files: class maps rasterised from the instance polygons.
 
+Labels: 0 = background, 1..K = spec.classes, engine.spec.IGNORE_INDEX = padding (never in a dataset item).
+
 The class map of an image is painted from its instance masks after the augmentations (the instance
 path's flips, rotations, scale jitter and crop), larger instances first and smaller ones last, so a
 small object lying on a large one stays visible. Pixels no instance covers are background (0).
@@ -31,7 +33,7 @@ def class_map(masks: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 class CocoSemanticDataset(CocoInstanceDataset):
-    """CocoInstanceDataset whose targets also carry "semantic": int64 [H,W] in 0..K (engine.semantic).
+    """CocoInstanceDataset whose targets also carry "semantic": int64 [H,W] in 0..K (the semantic models' target).
 
     The instance keys ("boxes", "labels", "masks", "image_id") stay, after the same transforms.
     """

@@ -5,7 +5,7 @@
 - `semantic_scores(confusion, names)`: per-class IoU = TP/(TP+FP+FN) and F1 = 2TP/(2TP+FP+FN), their means
   with background (label 0) and without it, overall accuracy; all in percent.
 - `components_to_coco(image_id, probs)`: each 4-connected component of the argmax map, per foreground class
-  (the connectivity of the polygons engine.semantic.vectorise writes),
+  (the connectivity of the polygons engine.vector.components writes),
   becomes one COCO result scored by the mean probability of its class inside it, so semantic models are
   ranked by the same COCO mask/box AP as the instance models (engine.evaluation.coco_eval.coco_metrics).
 """
@@ -15,7 +15,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from engine.semantic import IGNORE_INDEX
+from engine.spec import IGNORE_INDEX
 
 FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)  # as the written polygons
 
