@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.data.class_maps import CocoSemanticDataset
 from engine.data.coco import CocoInstanceDataset, collate, read_coco
 from engine.evaluation.coco_eval import evaluate_model
+from engine.evaluation.semantic_eval import evaluate_semantic_model
 from engine.models import MODELS, build_model, resolve_config
-from engine.semantic.data import CocoSemanticDataset
-from engine.semantic.evaluate import evaluate_semantic_model
 from engine.spec import ModelSpec, Normalisation, classes_from_names
 
 DEFAULT_DATA = Path("../shared/data")

@@ -6,7 +6,7 @@
         --small vehicle,ship,storage_tank --out out/semantic_nwpu
 
 Each run is LABEL=CHECKPOINT[@refine=false]; `@refine=false` evaluates a C2FNet checkpoint with its coarse
-model only (same weights). Every run is evaluated afresh by engine.semantic.evaluate (whole images, no
+model only (same weights). Every run is evaluated afresh by engine.evaluation.semantic_eval (whole images, no
 augmentation): mIoU with and without background, per-class IoU of the `--small` classes, mean F1, OA,
 COCO mask AP of the connected components (score = mean class probability), parameters, CPU time per image.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from engine.data.coco import CocoInstanceDataset
+from engine.evaluation.semantic_eval import evaluate_semantic_model
 from engine.inference.predictor import Predictor
-from engine.semantic.evaluate import evaluate_semantic_model
 from engine.zoo import resolve_model
 
 
@@ -37,7 +37,7 @@ def parse_run(text: str) -> tuple[str, str, bool]:
 
 
 def evaluate_run(path: str, refine: bool, coco: str, images: str, device: str) -> dict:
-    """Metrics of one checkpoint (engine.semantic.evaluate) plus parameters and provenance."""
+    """Metrics of one checkpoint (engine.evaluation.semantic_eval) plus parameters and provenance."""
     _, ckpt = resolve_model(path)
     if ckpt.spec.task != "semantic":
         raise SystemExit(f"checkpoint '{path}' is a {ckpt.spec.task} model; this table compares semantic ones")

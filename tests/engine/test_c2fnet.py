@@ -12,8 +12,7 @@ from torch import Tensor, nn
 from engine.models import MODELS, Architecture, build_model, resolve_config
 from engine.models.semantic.c2fnet import C2FNet, aggregate, select_windows, window_counts, window_grid, window_starts
 from engine.models.semantic.common import SemanticModel
-from engine.semantic import IGNORE_INDEX
-from engine.spec import ModelSpec, classes_from_names
+from engine.spec import IGNORE_INDEX, ModelSpec, classes_from_names
 from tests.engine.model_checks import train_step
 
 FPN = {"architecture": "semantic_fpn", "config": {"fpn_channels": 16, "decoder_channels": 8}}

@@ -13,8 +13,7 @@ from engine.models.config import parse_config, to_dict
 from engine.models.losses.hi_resnet import cea_loss, generalised_dice_loss, label_smoothing_ce
 from engine.models.semantic.hi_resnet import SIZE_PRESETS, HiResNetConfig
 from engine.models.semantic.hi_resnet_blocks import BasicBlock, IABlock, WindowSelfAttention
-from engine.semantic import IGNORE_INDEX
-from engine.spec import ModelSpec, classes_from_names
+from engine.spec import IGNORE_INDEX, ModelSpec, classes_from_names
 from tests.engine.model_checks import train_step
 
 TINY = {"channels": [8, 16, 32], "blocks": [1, 1, 1], "modules": [1, 1], "ocr_channels": 16,

@@ -1,6 +1,6 @@
 """The model contract, for every architecture in MODELS at a tiny size on 64 px images: training gives finite
 named losses whose gradients reach the trunk, images without objects train (zero box/mask losses), any band
-count works, and eval outputs follow engine.semantic / torchvision's instance contract at the input size."""
+count works, and eval outputs follow engine.tasks.semantic / torchvision's instance contract at the input size."""
 from __future__ import annotations
 
 import pytest

@@ -7,11 +7,11 @@ where shape-only contract tests pass. The full-size proof (8 real images, 600 it
 import pytest
 import torch
 
+from engine.data.class_maps import CocoSemanticDataset
 from engine.data.coco import CocoInstanceDataset, collate
 from engine.evaluation.coco_eval import evaluate_model
+from engine.evaluation.semantic_eval import evaluate_semantic_model
 from engine.models import build_model
-from engine.semantic.data import CocoSemanticDataset
-from engine.semantic.evaluate import evaluate_semantic_model
 from engine.spec import Normalisation
 from tests.data.make_fixtures import write_coco_dataset
 from tests.engine.model_checks import tiny_spec

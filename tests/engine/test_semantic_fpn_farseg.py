@@ -13,8 +13,7 @@ from engine.models import build_model
 from engine.models.losses.fa_loss import SCHEDULES, fa_loss, fa_pixel_weights, focal_share
 from engine.models.semantic.common import pad_batch, per_image_probs
 from engine.models.semantic.farseg import FarSeg
-from engine.semantic import IGNORE_INDEX
-from engine.spec import ModelSpec, classes_from_names
+from engine.spec import IGNORE_INDEX, ModelSpec, classes_from_names
 from tests.engine.model_checks import train_step
 
 TINY = {"fpn_channels": 16, "decoder_channels": 8}

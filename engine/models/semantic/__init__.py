@@ -1,2 +1,2 @@
-"""Semantic segmentation models (contract: engine.semantic): Semantic FPN, FarSeg, Hi-ResNet and C2FNet.
+"""Semantic segmentation models (contract: engine.tasks.semantic): Semantic FPN, FarSeg, Hi-ResNet and C2FNet.
 engine.models.MODELS imports their builders directly."""

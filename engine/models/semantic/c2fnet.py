@@ -188,7 +188,7 @@ def zoom_labels(labels: Tensor, zoom: float) -> Tensor:
 
 
 class C2FNet(nn.Module):
-    """Coarse model + binary fine model on the small-object windows; forward follows engine.semantic."""
+    """Coarse model + binary fine model on the small-object windows; forward follows engine.tasks.semantic."""
 
     def __init__(self, coarse: nn.Module, fine: nn.Module, small_ids: list[int], window: int = 128,
                  stride: int = 32, top_k: int = 32, train_top_k: int | None = None, zoom: float = 1.0,

@@ -1,4 +1,4 @@
-"""Shared parts of the semantic models (contract: engine.semantic).
+"""Shared parts of the semantic models (contract: engine.tasks.semantic).
 
 - `pad_batch(images, targets, multiple=32)`: list of [C,h,w] images -> zero-padded batch [B,C,Hp,Wp]
   (Hp, Wp multiples of `multiple`), their "semantic" targets padded with IGNORE_INDEX -> [B,Hp,Wp] int64,
@@ -87,7 +87,7 @@ class Stride4Decoder(nn.Module):
 
 
 class SemanticModel(nn.Module):
-    """Base of the semantic models: forward(images, targets) follows engine.semantic's contract.
+    """Base of the semantic models: forward(images, targets) follows engine.tasks.semantic's contract.
 
     Subclasses implement `logits(batch [B,C,Hp,Wp]) -> [B,K+1,Hp,Wp]` and may override `losses`.
     """

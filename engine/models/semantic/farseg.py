@@ -6,7 +6,7 @@ F-S relation per level i: u_i = scene_encoder_i(u) (1x1 C5->ch, ReLU, 1x1; one p
 r_i = sigmoid(sum_c u_i * v_i) [B,1,H_i,W_i], output r_i * reencoder_i(P_i) (1x1+norm+ReLU).
 Light-weight decoder (common.Stride4Decoder, mean over levels) -> 1x1 classifier -> bilinear x4.
 Loss: "fa" (engine.models.losses.fa_loss, annealed over the model's own step counter) | "ce" | "focal".
-Contract: engine.semantic.
+Contract: engine.tasks.semantic.
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ class ForegroundSceneRelation(nn.Module):
 
 class FarSeg(SemanticModel):
     """TrunkFPN -> F-S relation (optional) -> Stride4Decoder (mean) -> 1x1 classifier: [B,bands,H,W] (H, W
-    multiples of 32) -> logits [B,K+1,H,W]; forward follows engine.semantic.
+    multiples of 32) -> logits [B,K+1,H,W]; forward follows engine.tasks.semantic.
 
     `train_step` (int64 buffer, in state_dict) counts training forwards: the F-A annealing step t.
     """

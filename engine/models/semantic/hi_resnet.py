@@ -11,7 +11,7 @@
   upsampled x4 -> {"loss_coarse_gd", "loss_coarse_lsce", "loss_coarse_cea", "loss_refined_*"}.
 - Ablation switches: "ia_blocks" False = plain residual blocks; "ocr" False = no OCR and no refined head
   (coarse logits alone, only the loss_coarse_* losses); "edge_loss" False = no CEA terms.
-Contract: engine.semantic (SemanticModel pads the batch to a multiple of 32 and crops back).
+Contract: engine.tasks.semantic (SemanticModel pads the batch to a multiple of 32 and crops back).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Trunk + FPN (P2..P5, engine.models.necks.fpn.TrunkFPN); per level log2(stride/4) x [3x3 conv, norm, ReLU,
 bilinear x2] down to stride 4 (P2: one block without upsampling), summed, 1x1 classifier to K+1 classes,
-bilinear x4. Loss: pixel cross-entropy ignoring IGNORE_INDEX -> {"loss_ce"}. Contract: engine.semantic.
+bilinear x4. Loss: pixel cross-entropy ignoring IGNORE_INDEX -> {"loss_ce"}. Contract: engine.tasks.semantic.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 class SemanticFPN(SemanticModel):
     """TrunkFPN -> Stride4Decoder (sum) -> 1x1 classifier: [B,bands,H,W] (H, W multiples of 32) -> logits
-    [B,K+1,H,W]; forward follows engine.semantic."""
+    [B,K+1,H,W]; forward follows engine.tasks.semantic."""
 
     def __init__(self, backbone: TrunkFPN, decoder: Stride4Decoder, classifier: nn.Conv2d) -> None:
         super().__init__()
