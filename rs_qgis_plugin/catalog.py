@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict
 
 from qgis.core import QgsSettings
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from rs_qgis_plugin import settings
@@ -40,13 +42,16 @@ class ModelCatalog(QObject):
     changed = pyqtSignal()
     failed = pyqtSignal(str)
 
-    _session: dict[str, list[ModelInfo]] = {}  # interpreter -> listing, shared by every catalog of this process
+    # shared by every catalog of this process: interpreter -> listing, interpreters being listed, catalogs
+    _session: dict[str, list[ModelInfo]] = {}
+    _listing: set[str] = set()
+    _catalogs: weakref.WeakSet = weakref.WeakSet()
 
     def __init__(self, python: Callable[[], str] = settings.engine_python, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._python = python
-        self._listing: set[str] = set()
         self.error = ""
+        self._catalogs.add(self)
 
     def python(self) -> str:
         return self._python()
@@ -68,7 +73,7 @@ class ModelCatalog(QObject):
         if python in self._listing or (python in self._session and not force):
             return
         self._listing.add(python)
-        run_in_background(lambda: list_models(python), lambda result: self._listed(python, result), owner=self)
+        run_in_background(lambda: list_models(python), lambda result: ModelCatalog._listed(python, result))
 
     def list_now(self) -> list[ModelInfo]:
         """The current listing, listing it here and now if this session has none (worker threads only:
@@ -79,13 +84,20 @@ class ModelCatalog(QObject):
             _store(python, self._session[python])
         return list(self._session[python])
 
-    def _listed(self, python: str, result: object) -> None:
-        self._listing.discard(python)
+    @classmethod
+    def _listed(cls, python: str, result: object) -> None:
+        """Keep a listing (or its failure) and tell every live catalog that uses this interpreter."""
+        cls._listing.discard(python)
         if isinstance(result, list):
-            self._session[python] = result
-            self.error = ""
+            cls._session[python] = result
             _store(python, result)
-            self.changed.emit()
-        else:
-            self.error = str(result) if isinstance(result, ModelListError) else f"{type(result).__name__}: {result}"
-            self.failed.emit(self.error)
+        error = "" if isinstance(result, list) else (
+            str(result) if isinstance(result, ModelListError) else f"{type(result).__name__}: {result}")
+        for catalog in list(cls._catalogs):
+            if sip.isdeleted(catalog) or catalog.python() != python:
+                continue
+            catalog.error = error
+            if error:
+                catalog.failed.emit(error)
+            else:
+                catalog.changed.emit()

@@ -78,23 +78,23 @@ def mismatch_warnings(model: ModelInfo, facts: RasterFacts, bands: Sequence[int]
     warnings = []
     sensor, why = guess_sensor(facts)
     if sensor is not None and sensor != model.sensor:
-        warnings.append(f"Layer '{facts.name}' looks like {_sensor_name(sensor)} image ({why}), but the model "
-                        f"'{model.title}' is for {'SAR' if model.sensor == SAR else 'optical'} images: expect "
-                        "wrong or missing objects. Choose a model for this kind of image.")
+        wanted = "SAR" if model.sensor == SAR else "optical"
+        warnings.append(f"Layer '{facts.name}' looks like {_sensor_name(sensor)} image ({why}); this model is for "
+                        f"{wanted} images: expect wrong or missing objects. Choose a model for "
+                        f"{'SAR' if sensor == SAR else 'optical'} images.")
     chosen = list(bands) if bands else list(range(1, min(model.bands, facts.band_count) + 1))
     if model.sensor == OPTICAL and model.bands > 1 and len(set(chosen)) < model.bands:
-        warnings.append(f"The model '{model.title}' reads {model.bands} colour bands "
-                        f"({', '.join(model.band_names)}); the same layer band feeds several of them, so colours "
-                        "are lost.")
+        warnings.append(f"This model reads {model.bands} colour bands ({', '.join(model.band_names)}) and one "
+                        "layer band feeds several of them: colours are lost.")
     allowed, gsd = model.gsd_range_m, model.gsd_m
     size = facts.pixel_size_m
     if allowed and gsd and size and not (allowed[0] <= size <= allowed[1]):
         if size > allowed[1]:
-            effect = f"pixels are {size / gsd:.0f}x coarser: objects smaller than a few pixels are missed"
+            effect = f"pixels {size / gsd:.0f}x coarser hide objects smaller than a few pixels"
         else:
             effect = f"the engine shrinks the layer {gsd / size:.0f}x to the model's pixel size, losing detail"
-        warnings.append(f"Layer '{facts.name}' has {size:.3g} m pixels; the model '{model.title}' was trained at "
-                        f"~{gsd:g} m (takes {allowed[0]:g}-{allowed[1]:g} m): {effect}.")
+        warnings.append(f"Layer '{facts.name}' has {size:.3g} m pixels; this model was trained at ~{gsd:g} m "
+                        f"(takes {allowed[0]:g}-{allowed[1]:g} m): {effect}.")
     return warnings
 
 

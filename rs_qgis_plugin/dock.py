@@ -7,6 +7,7 @@ engine check runs in the background.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +42,26 @@ LISTING = "Listing the engine's models…"
 _BROWSE_DATA = "\x00browse"
 TITLE = "Segmentation"
 PYTHON_SETTLE_MS = 800
+
+
+_BREAK_AFTER = re.compile(r"([/\\_\-.,:;=])")
+_ZWSP = "\u200b"  # zero-width space: a place where a label may wrap a long word
+
+
+def wrappable(text: str, longest: int = 18) -> str:
+    """`text` with zero-width spaces in words longer than `longest` characters (paths, file names), so a
+    word-wrapped label can break them instead of growing wider than the dock."""
+    def split(word: str) -> str:
+        if len(word) <= longest:
+            return word
+        word = _BREAK_AFTER.sub(r"\1" + _ZWSP, word)
+        return _ZWSP.join(_chunks(part, longest) for part in word.split(_ZWSP))
+
+    return re.sub(r"\S+", lambda m: split(m.group(0)), text)
+
+
+def _chunks(word: str, size: int) -> str:
+    return _ZWSP.join(word[i:i + size] for i in range(0, len(word), size))
 
 
 class SegmentDock(QDockWidget, FORM):
@@ -116,7 +137,7 @@ class SegmentDock(QDockWidget, FORM):
         if info.model not in [m.model for m in self.models]:
             self._fill_models()
         self.model_combo.setCurrentIndex([m.model for m in self.models].index(info.model))
-        self.model_summary.setText(info.summary())
+        self.model_summary.setText(wrappable(info.summary()))
         if apply_defaults:
             spec = info.spec
             self.score_spin.setValue(float(spec.get("score_threshold", 0.5)))
@@ -159,7 +180,7 @@ class SegmentDock(QDockWidget, FORM):
     def _models_failed(self, reason: str) -> None:
         self._fill_models()
         self.append_log(f"The engine could not list its models: {reason}", "warning")
-        self.model_summary.setText(f"No models listed: {reason}. Check the engine (Engine group).")
+        self.model_summary.setText(wrappable(f"No models listed: {reason}. Check the engine (Engine group)."))
 
     def _select_saved_model(self) -> None:
         saved = self._saved
@@ -215,7 +236,7 @@ class SegmentDock(QDockWidget, FORM):
 
     def _refresh_warnings(self, *_args) -> None:
         found = self.warnings()
-        self.warning_label.setText("\n\n".join(f"⚠ {w}" for w in found))
+        self.warning_label.setText(wrappable("\n\n".join(f"⚠ {w}" for w in found)))
         self.warning_label.setVisible(bool(found))
 
     def _refresh_enabled(self, *_args) -> None:
@@ -262,7 +283,7 @@ class SegmentDock(QDockWidget, FORM):
 
     def _show_report(self, report: EngineReport, checked_at: str = "") -> None:
         self.last_report = report
-        self.engine_status.setText(report.message + (f" (checked {checked_at})" if checked_at else ""))
+        self.engine_status.setText(wrappable(report.message + (f" (checked {checked_at})" if checked_at else "")))
         keep = self.device_combo.currentData()
         while self.device_combo.count() > 2:
             self.device_combo.removeItem(2)
@@ -349,7 +370,7 @@ class SegmentDock(QDockWidget, FORM):
             self.append_log(message)
             summary = task.summary.text() if task is not None and task.summary else message
             self.result_layer_id = layer_id
-            self.result_label.setText(summary)
+            self.result_label.setText(wrappable(summary))
             self.result_group.setVisible(True)
             self.iface.messageBar().pushMessage(TITLE, summary.replace("\n", " · "), Qgis.Success, 15)
         elif status == "cancelled":
@@ -379,7 +400,7 @@ class SegmentDock(QDockWidget, FORM):
         self.iface.messageBar().pushMessage("Segmentation failed", message, Qgis.Critical, 0)
 
     def set_status(self, text: str) -> None:
-        self.status_label.setText(text)
+        self.status_label.setText(wrappable(text))
 
     def append_log(self, line: str, level: str = "info") -> None:
         """Add a line and keep the newest one in view."""

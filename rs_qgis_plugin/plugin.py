@@ -35,6 +35,12 @@ class SegmentationPlugin:
         if self.provider is None:
             self.provider = SegmentationProvider(self.catalog)
             QgsApplication.processingRegistry().addProvider(self.provider)
+            self.catalog.changed.connect(self._models_changed)
+
+    def _models_changed(self) -> None:
+        """The engine listed its models: the algorithm's Model choices follow."""
+        if self.provider is not None:
+            self.provider.refreshAlgorithms()
 
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
@@ -72,5 +78,6 @@ class SegmentationPlugin:
             self.action.deleteLater()
             self.action = None
         if self.provider is not None:
+            self.catalog.changed.disconnect(self._models_changed)
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -34,10 +34,11 @@ def _processing_config():
 
 
 class SegmentationProvider(QgsProcessingProvider):
+    """The algorithms list the catalog's models; call refreshAlgorithms() when the catalog changes."""
+
     def __init__(self, catalog: ModelCatalog | None = None) -> None:
         super().__init__()
         self.catalog = catalog or ModelCatalog()
-        self.catalog.changed.connect(self.refreshAlgorithms)
 
     def id(self) -> str:
         return "rsseg"

@@ -63,7 +63,7 @@ def test_optical_model_on_a_sar_scene_warns_about_sensor_and_colours() -> None:
     sar_scene = RasterFacts("sar_scene", 1, ("Band 1: amplitude",), "UInt16", 3.0)
     found = mismatch_warnings(RGB, sar_scene, bands=(1, 1, 1))
     assert len(found) == 3  # sensor, colours, pixel size
-    assert "looks like a SAR image" in found[0] and "for optical images" in found[0]
+    assert "looks like a SAR image" in found[0] and "this model is for optical images" in found[0]
     assert "colours are lost" in found[1]
     assert "3 m pixels" in found[2] and "~0.5 m" in found[2]
     assert mismatch_warnings(SAR, sar_scene) == []
@@ -74,7 +74,7 @@ def test_sar_model_on_an_rgb_layer_and_pixel_size_out_of_range() -> None:
     assert "looks like an optical image" in mismatch_warnings(SAR, rgb, bands=(1,))[0]
     coarse = RasterFacts("s1", 1, ("Band 1: VV",), "Float32", 40.0)
     (warning,) = mismatch_warnings(SAR, coarse)
-    assert "40 m pixels" in warning and "13x coarser" in warning and "1-15 m" in warning
+    assert "40 m pixels" in warning and "13x coarser" in warning and "(takes 1-15 m)" in warning
     fine = RasterFacts("s1", 1, ("Band 1: VV",), "Float32", 0.25)
     assert "shrinks the layer 12x" in mismatch_warnings(SAR, fine)[0]
     assert mismatch_warnings(SAR, RasterFacts("s1", 1, ("Band 1: VV",), "Float32", None)) == []
