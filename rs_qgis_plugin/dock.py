@@ -259,7 +259,8 @@ class SegmentDock(QDockWidget, FORM):
         self.check_engine()
 
     def check_engine(self) -> None:
-        """Run the engine's self-report in the background; `_checked` shows it and lists the GPUs."""
+        """Run the engine's self-report in the background; `_checked` shows it and lists the GPUs (and checks
+        again if the interpreter changed meanwhile)."""
         if self.checking:
             return
         python = self.python()
@@ -275,6 +276,9 @@ class SegmentDock(QDockWidget, FORM):
         if isinstance(result, Exception):
             result = (self.python(), "", EngineReport(False, f"engine check failed: {result}"))
         python, stamp, report = result
+        if python != self.python():  # the interpreter changed during the check: this result is stale
+            self.check_engine()
+            return
         if report.ok:
             settings.remember_check(settings.EngineCheck(python, stamp, report.message, report.devices,
                                                          time.strftime("%Y-%m-%d %H:%M")))

@@ -14,8 +14,12 @@ from rs_qgis_plugin.runner import INFO, WARNING, EngineOutcome
 
 LOG_TAG = "Remote sensing segmentation"
 LEVELS = {INFO: Qgis.Info, WARNING: Qgis.Warning}
-# QGIS >= 3.26: no "Task complete / failed" desktop notification; the dock reports the outcome itself
-SILENT = getattr(QgsTask, "Silent", 0)
+
+
+def _flags() -> QgsTask.Flags:
+    """Cancellable; on QGIS >= 3.26 also Silent (no "Task complete / failed" notice: the dock says it)."""
+    flags = QgsTask.Flags(QgsTask.CanCancel)
+    return flags | QgsTask.Silent if hasattr(QgsTask, "Silent") else flags
 
 
 class SegmentTask(QgsTask):
@@ -33,7 +37,7 @@ class SegmentTask(QgsTask):
 
     def __init__(self, job: SegmentJob, python: str, project: QgsProject | None = None,
                  gpu_names: dict[str, str] | None = None) -> None:
-        super().__init__(f"Segment {job.layer_name}", QgsTask.CanCancel | SILENT)
+        super().__init__(f"Segment {job.layer_name}", _flags())
         self.job, self.python, self.gpu_names = job, python, dict(gpu_names or {})
         self.project = project or QgsProject.instance()
         self.outcome: EngineOutcome | None = None
