@@ -7,7 +7,6 @@ engine check runs in the background.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
 )
+from qgis.gui import QgsCollapsibleGroupBox
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtWidgets import QComboBox, QDockWidget, QFileDialog, QWidget
@@ -27,41 +27,24 @@ from qgis.PyQt.QtWidgets import QComboBox, QDockWidget, QFileDialog, QWidget
 from rs_qgis_plugin import settings
 from rs_qgis_plugin.background import run_in_background
 from rs_qgis_plugin.catalog import ModelCatalog
-from rs_qgis_plugin.checks import default_band_mapping, mismatch_warnings
+from rs_qgis_plugin.checks import default_band_mapping, mismatch_warnings, translate_flags
 from rs_qgis_plugin.engine_env import EngineReport, ModelInfoError, check_engine, checkpoint_info, interpreter_stamp
 from rs_qgis_plugin.job import JobError
 from rs_qgis_plugin.models import ModelInfo
 from rs_qgis_plugin.planning import CanvasView, RunRequest, plan_job, raster_facts
-from rs_qgis_plugin.progress import LOADING
+from rs_qgis_plugin.progress import LOADING, wrappable
 from rs_qgis_plugin.state import EXTENT_MODES, OUTPUT_MODES, DockState
 from rs_qgis_plugin.task import SegmentTask
 
 FORM, _ = uic.loadUiType(str(Path(__file__).with_name("dock.ui")))
 BROWSE = "Browse checkpoint…"
 LISTING = "Listing the engine's models…"
-_BROWSE_DATA = "\x00browse"
+_BROWSE_DATA = "<browse>"  # item data of "Browse checkpoint…" (model items hold --model values)
 TITLE = "Segmentation"
 PYTHON_SETTLE_MS = 800
-
-
-_BREAK_AFTER = re.compile(r"([/\\_\-.,:;=])")
-_ZWSP = "\u200b"  # zero-width space: a place where a label may wrap a long word
-
-
-def wrappable(text: str, longest: int = 18) -> str:
-    """`text` with zero-width spaces in words longer than `longest` characters (paths, file names), so a
-    word-wrapped label can break them instead of growing wider than the dock."""
-    def split(word: str) -> str:
-        if len(word) <= longest:
-            return word
-        word = _BREAK_AFTER.sub(r"\1" + _ZWSP, word)
-        return _ZWSP.join(_chunks(part, longest) for part in word.split(_ZWSP))
-
-    return re.sub(r"\S+", lambda m: split(m.group(0)), text)
-
-
-def _chunks(word: str, size: int) -> str:
-    return _ZWSP.join(word[i:i + size] for i in range(0, len(word), size))
+# the engine's flags, as the dock names them
+FLAG_NAMES = {"bands": "Bands", "extent": "Extent", "score-threshold": "Min. score", "tile-size": "Tile size",
+              "overlap": "Overlap", "device": "Device", "model": "Model", "out": "Output file"}
 
 
 class SegmentDock(QDockWidget, FORM):
@@ -75,6 +58,7 @@ class SegmentDock(QDockWidget, FORM):
         self.task: SegmentTask | None = None
         self.models: list[ModelInfo] = []
         self.browsed: ModelInfo | None = None
+        self.shown: ModelInfo | None = None
         self.band_combos: list[QComboBox] = []
         self.last_report: EngineReport | None = None
         self.checking = False
@@ -89,6 +73,8 @@ class SegmentDock(QDockWidget, FORM):
 
     # ---- wiring ------------------------------------------------------------------------------------
     def _fill_choices(self) -> None:
+        for group in self.findChildren(QgsCollapsibleGroupBox):
+            group.setSettingGroup("rs_qgis_plugin")  # open/closed state kept apart from other docks' groups
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         for combo, modes in ((self.extent_combo, EXTENT_MODES), (self.output_combo, OUTPUT_MODES)):
@@ -134,8 +120,9 @@ class SegmentDock(QDockWidget, FORM):
         """Show `info` (kept in the list if it is a browsed checkpoint) and, by default, take its defaults."""
         if info.checkpoint:
             self.browsed = info
-        if info.model not in [m.model for m in self.models]:
+        if info.checkpoint or info.model not in [m.model for m in self.models]:
             self._fill_models()
+        self.shown = info
         self.model_combo.setCurrentIndex([m.model for m in self.models].index(info.model))
         self.model_summary.setText(wrappable(info.summary()))
         if apply_defaults:
@@ -151,8 +138,8 @@ class SegmentDock(QDockWidget, FORM):
             if path:
                 self._saved = replace(self.state(), last_dir=str(Path(path).parent))
                 self.load_checkpoint(path)
-            elif self.models:
-                self.select_model(self.models[0], apply_defaults=False)
+            elif self.shown is not None:  # dialog cancelled: back to the model shown before
+                self.select_model(self.shown, apply_defaults=False)
             return
         if 0 <= index < len(self.models):
             self.select_model(self.models[index])
@@ -172,10 +159,11 @@ class SegmentDock(QDockWidget, FORM):
     def _models_listed(self) -> None:
         had = self.current_model()
         self._fill_models()
-        if had is None:
+        ids = [m.model for m in self.models]
+        if had is not None and had.model in ids:
+            self.select_model(self.models[ids.index(had.model)], apply_defaults=False)
+        else:
             self._select_saved_model()
-        elif had.model in [m.model for m in self.models]:
-            self.select_model(self.models[[m.model for m in self.models].index(had.model)], apply_defaults=False)
 
     def _models_failed(self, reason: str) -> None:
         self._fill_models()
@@ -370,7 +358,7 @@ class SegmentDock(QDockWidget, FORM):
         self.cancel_button.setEnabled(False)
         if status == "done":
             self.progress.setValue(100)
-            self.set_status(f"Done: {message}")
+            self.set_status(f"Done: {message.split(' -> ')[0]}")
             self.append_log(message)
             summary = task.summary.text() if task is not None and task.summary else message
             self.result_layer_id = layer_id
@@ -399,6 +387,7 @@ class SegmentDock(QDockWidget, FORM):
         canvas.refresh()
 
     def _fail(self, message: str) -> None:
+        message = translate_flags(message, FLAG_NAMES)
         self.set_status(f"Failed: {message}")
         self.append_log(f"error: {message}", "warning")
         self.iface.messageBar().pushMessage("Segmentation failed", message, Qgis.Critical, 0)

@@ -1,7 +1,8 @@
 """Status lines for a run, pure Python: engine events -> percent and "Tile 37/121 · about 2 min left",
-the device in words, and the result summary kept in the dock."""
+the device in words, the result summary kept in the dock, and long words made wrappable for narrow labels."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -93,3 +94,23 @@ class ResultSummary:
         if self.seconds is not None:
             tail.append(f"{self.seconds:.0f} s" if self.seconds >= 10 else f"{self.seconds:.1f} s")
         return head + ("\n" + " · ".join(tail) if tail else "")
+
+
+_BREAK_AFTER = re.compile(r"([/\\_\-.,:;=])")
+_ZWSP = "\u200b"  # zero-width space: a place where a label may wrap a long word
+
+
+def wrappable(text: str, longest: int = 18) -> str:
+    """`text` with zero-width spaces in words longer than `longest` characters (paths, file names), so a
+    word-wrapped label can break them instead of growing wider than the dock."""
+    def split(word: str) -> str:
+        if len(word) <= longest:
+            return word
+        word = _BREAK_AFTER.sub(r"\1" + _ZWSP, word)
+        return _ZWSP.join(_chunks(part, longest) for part in word.split(_ZWSP))
+
+    return re.sub(r"\S+", lambda m: split(m.group(0)), text)
+
+
+def _chunks(word: str, size: int) -> str:
+    return _ZWSP.join(word[i:i + size] for i in range(0, len(word), size))

@@ -75,6 +75,7 @@ def _clear_settings() -> None:
     stored = QgsSettings()
     stored.remove(PREFIX.rstrip("/"))
     stored.remove(ENGINE_PYTHON_KEY)
+    stored.remove("QgsCollapsibleGroupBox/rs_qgis_plugin")  # the dock's groups, open or closed
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from rs_qgis_plugin.checks import (
     translate_flags,
 )
 from rs_qgis_plugin.models import ModelInfo, build_title, parse_listing
-from rs_qgis_plugin.progress import LOADING, ProgressTracker, ResultSummary, about_left, device_text
+from rs_qgis_plugin.progress import LOADING, ProgressTracker, ResultSummary, about_left, device_text, wrappable
 
 SAR_SPEC = {"name": "ssdd-ship-maskrcnn", "task": "instance", "architecture": "mask_rcnn", "bands": 1,
             "band_names": ["amplitude"], "classes": [{"id": 1, "name": "ship"}], "gsd_m": 3.0,
@@ -145,3 +145,12 @@ def test_result_summary_counts_classes_and_score_range() -> None:
     assert summary.features == 3 and summary.class_counts == (("ship", 2), ("tank", 1))
     assert summary.text() == "3 objects: 2 ship, 1 tank\nscores 0.51–0.98 · 9.5 s"
     assert ResultSummary.from_values([], []).text() == "No objects found"
+
+
+def test_long_words_become_wrappable_without_changing_the_text() -> None:
+    path = "'/home/analyst/miniconda3/envs/remote_sensing_segmentation_engine_2024/bin/python3.11'"
+    text = f"engine interpreter {path} not found"
+    wrapped = wrappable(text)
+    assert wrapped.replace("\u200b", "") == text
+    assert max(len(part) for word in wrapped.split() for part in word.split("\u200b")) <= 18
+    assert wrappable("short words stay as they are") == "short words stay as they are"
