@@ -18,6 +18,7 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsMapRendererSequentialJob, QgsMapSettings, QgsProject, QgsRasterLayer
 from qgis.gui import QgsMapCanvas, QgsMessageBar
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QSettings, QSize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{dock.status_label.text()}; wrote {', '.join(str(p) for p in written)}")
     del result, layer, task
     QgsProject.instance().removeAllMapLayers()
-    dock.deleteLater()
-    app.processEvents()
+    for widget in (dock, iface.bar, iface.canvas):  # before QGIS exits: a message bar left alive crashes it
+        sip.delete(widget)
     app.exitQgis()
     return 0
 

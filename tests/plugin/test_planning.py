@@ -18,6 +18,7 @@ from qgis.core import (
 
 from rs_qgis_plugin import settings
 from rs_qgis_plugin.job import JobError
+from rs_qgis_plugin.layers import RESULTS_GROUP, add_to_results_group, summarise
 from rs_qgis_plugin.models import ModelInfo
 from rs_qgis_plugin.planning import (
     CanvasView,
@@ -138,3 +139,33 @@ def test_engine_interpreter_precedence(monkeypatch) -> None:
     assert QgsSettings().value(settings.ENGINE_PYTHON_KEY) == "/opt/venv/bin/python"  # Processing's own key
     monkeypatch.setenv("RSSEG_ENGINE_PYTHON", "/env/python")
     assert settings.engine_python() == "/env/python"
+
+
+def _result_layer(name: str, rows: list[tuple[str, float | None]]) -> QgsVectorLayer:
+    layer = QgsVectorLayer("Polygon?crs=EPSG:32633&field=class_name:string&field=score:double", name, "memory")
+    features = []
+    for class_name, score in rows:
+        feature = QgsFeature(layer.fields())
+        feature.setAttributes([class_name, score])
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    return layer
+
+
+def test_each_result_gets_a_unique_name_at_the_top_of_the_results_group(qgis_new_project) -> None:
+    project = QgsProject.instance()
+    project.addMapLayer(_aoi_layer(QgsRectangle(0, 0, 1, 1), select=False))  # an unrelated layer at the root
+    first, second = _result_layer("Ships – scene", []), _result_layer("Ships – scene", [])
+    add_to_results_group(project, first)
+    add_to_results_group(project, second)
+    assert (first.name(), second.name()) == ("Ships – scene", "Ships – scene (2)")
+    root = project.layerTreeRoot()
+    group = root.children()[0]
+    assert group.name() == RESULTS_GROUP and [n.layerId() for n in group.children()] == [second.id(), first.id()]
+
+
+def test_summary_of_a_result_layer(qgis_new_project) -> None:
+    layer = _result_layer("r", [("ship", 0.9), ("tank", 0.55), ("ship", None), ("ship", 0.7)])
+    summary = summarise(layer, seconds=12.0)
+    assert summary.features == 4 and summary.class_counts == (("ship", 3), ("tank", 1))
+    assert summary.score_range == (0.55, 0.9) and summary.text().endswith("· 12 s")
