@@ -73,8 +73,9 @@ class SegmentDock(QDockWidget, FORM):
 
     # ---- wiring ------------------------------------------------------------------------------------
     def _fill_choices(self) -> None:
-        for group in self.findChildren(QgsCollapsibleGroupBox):
-            group.setSettingGroup("rs_qgis_plugin")  # open/closed state kept apart from other docks' groups
+        for group in self.findChildren(QgsCollapsibleGroupBox):  # each remembers whether it is open
+            group.setSettingGroup("rs_qgis_plugin")
+            group.setSaveCollapsedState(group is not self.result_group)
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         for combo, modes in ((self.extent_combo, EXTENT_MODES), (self.output_combo, OUTPUT_MODES)):
