@@ -82,19 +82,25 @@ def test_run_cancel_and_progress_stay_outside_the_scrolled_parameters(plugin, sc
     assert dock.scroll.verticalScrollBar().isVisible()
 
 
-def test_parameters_and_engine_start_collapsed_and_the_dock_comes_from_its_ui_file(plugin, scene_layer,
-                                                                                 artifacts) -> None:
-    dock = plugin.show_dock(True)
-    assert Path(__import__("rs_qgis_plugin.dock").dock.__file__).with_name("dock.ui").is_file()
+def test_parameters_and_engine_start_collapsed_and_the_dock_comes_from_its_ui_file(plugin, scene_layer, qgis_iface,
+                                                                                 qtbot, artifacts) -> None:
+    import rs_qgis_plugin.dock
+
+    assert Path(rs_qgis_plugin.dock.__file__).with_name("dock.ui").is_file()
+    dock = SegmentDock(qgis_iface, None, plugin.catalog)
+    qtbot.addWidget(dock)
+    dock.resize(WIDTH, 900)
+    dock.show()
+    _settle(qtbot)
     assert dock.objectName() == "RsSegmentationDock" and dock.windowTitle() == "Remote sensing segmentation"
     assert dock.params_group.isCollapsed() and dock.engine_group.isCollapsed()
+    assert not dock.tile_spin.isVisible() and not dock.check_button.isVisible()
     assert not dock.model_group.isCollapsed() and dock.result_group.isHidden()
     models = [dock.model_combo.itemText(i) for i in range(dock.model_combo.count())]
     assert models[-1] == BROWSE and any(t.startswith("Ships in SAR images") for t in models)
     assert "id: ssdd-ship-maskrcnn" in dock.model_summary.text() and "GSD" in dock.model_summary.text()
     assert dock.layer_combo.currentLayer() == scene_layer and dock.band_box.isHidden()
     assert dock.tile_spin.value() == 512 and dock.run_button.text() == "Segment layer"
-    dock.resize(WIDTH, 900)
     shot = artifacts / "dock.png"
     assert dock.grab().save(str(shot))
     assert QImage(str(shot)).width() == WIDTH
