@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rs_qgis_plugin.models import ModelInfo, parse_listing
 from rs_qgis_plugin.runner import engine_process_env
 
 PLUGIN_DIR = Path(__file__).resolve().parent
@@ -51,6 +52,11 @@ class EngineReport:
     devices: tuple[tuple[str, str], ...] = ()  # (device id, label) for each GPU the engine sees
     details: dict = field(default_factory=dict)
 
+    @property
+    def gpu_names(self) -> dict[str, str]:
+        """{"cuda:0": "NVIDIA H200", ...} from the device labels."""
+        return {device: label.split(": ", 1)[-1] for device, label in self.devices}
+
 
 def _run_json(python: str, args: list[str], timeout: float) -> tuple[int | None, dict | list | None, str]:
     """Run `python -m engine *args` and parse its stdout as JSON; (exit code, json or None, stderr)."""
@@ -71,6 +77,12 @@ def _run_json(python: str, args: list[str], timeout: float) -> tuple[int | None,
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
+
+
+def _engine_reason(stderr: str, code: int | None) -> str:
+    """The engine's one-line reason: its last stderr line without "error:", else the exit code."""
+    line = _last_line(stderr)
+    return line[len("error:"):].strip() if line.startswith("error:") else (line or f"engine exit code {code}")
 
 
 def check_engine(python: str, timeout: float = 180.0) -> EngineReport:
@@ -102,53 +114,35 @@ def check_engine(python: str, timeout: float = 180.0) -> EngineReport:
     return EngineReport(True, f"engine OK: torch {torch_version}, CUDA {cuda}, GPUs {names}", gpus, data)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """A model the user can pick: `model` is what the engine's --model takes (name or checkpoint path)."""
-
-    model: str
-    label: str
-    spec: dict
-    metrics: dict = field(default_factory=dict)
-
-    @classmethod
-    def for_checkpoint(cls, path: str, spec: dict, metrics: dict | None = None) -> ModelInfo:
-        """A browsed checkpoint, labelled "<file> (<spec name>)"."""
-        return cls(path, f"{Path(path).name} ({spec.get('name', '')})", spec, metrics or {})
-
-    @property
-    def classes(self) -> tuple[dict, ...]:
-        return tuple(self.spec.get("classes", ()))
-
-    def summary(self) -> str:
-        """Task, architecture, classes, bands and ground sample distance, for the model chooser."""
-        s = self.spec
-        classes = ", ".join(c["name"] for c in self.classes) or "?"
-        bands = f"{s.get('bands', '?')} ({', '.join(s.get('band_names', ()))})"
-        line = (f"{s.get('task', '?')} · {s.get('architecture', '?')} · classes: {classes} · bands: {bands} · "
-                f"GSD {s.get('gsd_m', '?')} m · tile {s.get('tile_size', '?')}/{s.get('overlap', '?')}")
-        ap = self.metrics.get("val", {}).get("segm", {}).get("AP") if isinstance(self.metrics, dict) else None
-        return line + (f" · val mask AP {ap:.1f}" if isinstance(ap, (int, float)) else "")
+def interpreter_stamp(python: str) -> str:
+    """Identifies the interpreter file (resolved path, size, modification time); "" when it is not found.
+    A remembered engine check is trusted only while this stays the same."""
+    exe = _resolve_interpreter(python)
+    if exe is None:
+        return ""
+    try:
+        real = os.path.realpath(exe)
+        info = os.stat(real)
+    except OSError:
+        return ""
+    return f"{real}|{info.st_size}|{info.st_mtime_ns}"
 
 
-def shipped_models() -> list[ModelInfo]:
-    """Shipped models from their JSON sidecars (engine/shipped/<name>.json), without starting the engine;
-    the engine's default model first (sidecar "default": true), then by name."""
-    root = engine_root()
-    if root is None:
-        return []
-    listed = []  # (is the default, model), by name
-    for sidecar in sorted((root / "engine" / "shipped").glob("*.json")):
-        if not sidecar.with_suffix(".pt").is_file():
-            continue
-        try:
-            data = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data.get("spec"), dict):
-            info = ModelInfo(sidecar.stem, sidecar.stem, data["spec"], data.get("metrics", {}))
-            listed.append((data.get("default") is True, info))
-    return [info for _, info in sorted(listed, key=lambda pair: not pair[0])]  # stable: names stay sorted
+class ModelListError(RuntimeError):
+    """The engine could not list its models; the message is the one-line reason."""
+
+
+def list_models(python: str, timeout: float = 300.0) -> list[ModelInfo]:
+    """The engine's models (`python -m engine models --json`), default first; ModelListError with the reason.
+    Slow (the engine loads every checkpoint): call it off the UI thread."""
+    exe = _resolve_interpreter(python)
+    if exe is None:
+        raise ModelListError(f"engine interpreter '{python}' not found: set it in the dock's Engine group or "
+                             "in Processing > Options > Providers")
+    code, data, stderr = _run_json(exe, ["models", "--json"], timeout)
+    if code != 0 or not isinstance(data, list):
+        raise ModelListError(_engine_reason(stderr, code))
+    return parse_listing(data)
 
 
 class ModelInfoError(RuntimeError):
@@ -159,11 +153,9 @@ def checkpoint_info(python: str, path: str, timeout: float = 180.0) -> ModelInfo
     """Read a checkpoint's spec through the engine (`rsseg info --json`); ModelInfoError with the reason."""
     exe = _resolve_interpreter(python)
     if exe is None:
-        raise ModelInfoError(f"engine interpreter '{python}' not found: set it in the plugin settings")
+        raise ModelInfoError(f"engine interpreter '{python}' not found: set it in the dock's Engine group")
     code, data, stderr = _run_json(exe, ["info", path, "--json"], timeout)
     if code != 0 or not isinstance(data, dict) or "spec" not in data:
-        line = _last_line(stderr)
-        raise ModelInfoError(line[len("error:"):].strip() if line.startswith("error:") else
-                             (line or f"engine exit code {code}"))
-    return ModelInfo.for_checkpoint(path, data["spec"], data.get("metrics"))
+        raise ModelInfoError(_engine_reason(stderr, code))
+    return ModelInfo.for_checkpoint(path, data["spec"], data.get("metrics"), data.get("title"), data.get("sensor"))
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
-    QgsCoordinateTransform,
     QgsProject,
     QgsProviderRegistry,
     QgsRasterBlockFeedback,
@@ -27,7 +26,7 @@ from qgis.core import (
 
 from rs_qgis_plugin.engine_env import engine_root
 from rs_qgis_plugin.request import RasterExport, SegmentJob, SegmentRequest
-from rs_qgis_plugin.runner import EngineOutcome, run_engine
+from rs_qgis_plugin.runner import INFO, EngineOutcome, LogCallback, run_engine
 
 MAX_EXPORT_PIXELS = 20000  # per side, for web/virtual layers without a native resolution
 
@@ -45,29 +44,6 @@ def local_raster_path(layer: QgsRasterLayer) -> str | None:
         return None  # inside an archive, or one table/subdataset of a container: export it
     path = parts.get("path", "")
     return path if path and not path.startswith("/vsi") and os.path.isfile(path) else None
-
-
-def _in_layer_crs(layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> QgsRectangle:
-    if crs.isValid() and layer.crs().isValid() and crs != layer.crs():
-        return QgsCoordinateTransform(crs, layer.crs(), QgsProject.instance()).transformBoundingBox(rect)
-    return rect
-
-
-def to_layer_crs(layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> QgsRectangle:
-    """`rect` (in `crs`) as a rectangle in the layer's CRS, clipped to the layer's extent."""
-    clipped = _in_layer_crs(layer, rect, crs).intersect(layer.extent())
-    if clipped.isEmpty():
-        raise JobError(f"the processing extent does not overlap layer '{layer.name()}': pan the map onto it, "
-                       "select features over it, or choose 'whole layer'")
-    return clipped
-
-
-def canvas_units_per_pixel(layer: QgsRasterLayer, canvas) -> float | None:
-    """The map canvas resolution in the layer's CRS units per pixel (None without a usable canvas)."""
-    if canvas is None or canvas.width() <= 0 or canvas.extent().isEmpty():
-        return None
-    rect = _in_layer_crs(layer, canvas.extent(), canvas.mapSettings().destinationCrs())
-    return rect.width() / canvas.width()
 
 
 def plan_export(layer: QgsRasterLayer, extent: QgsRectangle | None, units_per_pixel: float | None,
@@ -129,11 +105,13 @@ def build_job(layer: QgsRasterLayer, model: str, output: str, *, layer_name: str
 
 
 def execute_job(job: SegmentJob, python: str, on_progress: Callable[[float], None],
-                on_log: Callable[[str], None], is_cancelled: Callable[[], bool]) -> EngineOutcome:
-    """Export (if planned) then run the engine; progress 0-100 over both."""
+                on_log: LogCallback, is_cancelled: Callable[[], bool],
+                on_event: Callable[[dict], None] | None = None, gpu_names: dict[str, str] | None = None
+                ) -> EngineOutcome:
+    """Export (if planned) then run the engine; progress 0-100 over both; log lines with a level."""
     start = 0.0
     if job.export is not None:
-        on_log(f"writing layer extent to {job.export.path} ({job.export.width} x {job.export.height} px)")
+        on_log(f"Writing the layer extent to {job.export.path} ({job.export.width} x {job.export.height} px)", INFO)
         feedback = QgsRasterBlockFeedback()
 
         def export_progress(percent: float) -> None:
@@ -151,7 +129,7 @@ def execute_job(job: SegmentJob, python: str, on_progress: Callable[[float], Non
         start = 10.0
     return run_engine(python, job.request.engine_args(), engine_root(),
                       on_progress=lambda p: on_progress(start + (100.0 - start) * p / 100.0),
-                      on_log=on_log, is_cancelled=is_cancelled)
+                      on_log=on_log, is_cancelled=is_cancelled, on_event=on_event, gpu_names=gpu_names)
 
 
 def remove_export(job: SegmentJob) -> None:

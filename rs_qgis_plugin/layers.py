@@ -1,4 +1,5 @@
-"""Load an engine result as a QGIS layer styled by class (categorized renderer), with optional labels."""
+"""Load an engine result as a QGIS layer styled by class (categorized renderer), with optional labels, into
+the project's results group."""
 from __future__ import annotations
 
 import os
@@ -9,12 +10,21 @@ from qgis.core import (
     QgsFeatureRequest,
     QgsFillSymbol,
     QgsPalLayerSettings,
+    QgsProject,
     QgsRendererCategory,
+    QgsTextBufferSettings,
     QgsTextFormat,
     QgsVectorLayer,
     QgsVectorLayerSimpleLabeling,
 )
 from qgis.PyQt.QtGui import QColor
+
+from rs_qgis_plugin.planning import unique_name
+from rs_qgis_plugin.progress import ResultSummary
+
+RESULTS_GROUP = "Segmentation results"
+LABEL_SIZE_PT = 9
+HALO_SIZE_MM = 0.8
 
 DEFAULT_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf",
                    "#999999", "#66c2a5")
@@ -43,15 +53,32 @@ def style_by_class(layer: QgsVectorLayer, classes: tuple[dict, ...] | list[dict]
 
 
 def label_with_class_and_score(layer: QgsVectorLayer) -> None:
-    """Labels like "ship 0.93" on each polygon."""
+    """Labels like "ship 0.93" on each polygon: 9 pt white text in a dark halo, readable on dark SAR
+    backgrounds and on bright optical ones."""
     settings = QgsPalLayerSettings()
     settings.isExpression = True
     settings.fieldName = "\"class_name\" || ' ' || format_number(\"score\", 2)"
     text = QgsTextFormat()
-    text.setSize(8)
+    text.setSize(LABEL_SIZE_PT)
+    text.setColor(QColor("white"))
+    halo = QgsTextBufferSettings()
+    halo.setEnabled(True)
+    halo.setSize(HALO_SIZE_MM)
+    halo.setColor(QColor(20, 20, 20))
+    text.setBuffer(halo)
     settings.setFormat(text)
     layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
     layer.setLabelsEnabled(True)
+
+
+def add_to_results_group(project: QgsProject, layer: QgsVectorLayer, group_name: str = RESULTS_GROUP) -> None:
+    """Add `layer` to `project` at the top of the results group (created at the top of the layer tree),
+    renamed "name (2)", "name (3)", ... when a layer of that name exists already."""
+    layer.setName(unique_name(layer.name(), (lyr.name() for lyr in project.mapLayers().values())))
+    project.addMapLayer(layer, False)
+    root = project.layerTreeRoot()
+    group = root.findGroup(group_name) or root.insertGroup(0, group_name)
+    group.insertLayer(0, layer)
 
 
 def load_result_layer(path: str, name: str, classes=(), labels: bool = False,
@@ -91,3 +118,17 @@ def remove_temporary_output(path: str) -> None:
             base.parent.rmdir()
         except OSError:
             pass
+
+
+def summarise(layer: QgsVectorLayer, seconds: float | None = None) -> ResultSummary:
+    """Objects per class and the score range of a result layer (reads attributes only)."""
+    fields = layer.fields()
+    names = [n for n in ("class_name", "score") if fields.indexOf(n) >= 0]
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(names, fields)
+    classes, scores = [], []
+    for feature in layer.getFeatures(request):
+        classes.append(feature["class_name"] if "class_name" in names else "object")
+        score = feature["score"] if "score" in names else None
+        if isinstance(score, (int, float)):
+            scores.append(float(score))
+    return ResultSummary.from_values(classes, scores, seconds)

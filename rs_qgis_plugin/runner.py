@@ -1,6 +1,8 @@
 """Run the engine CLI as a subprocess: stream its JSON-lines progress, collect its log, cancel cleanly.
 
 Pure Python (no QGIS, no torch): the dock's QgsTask and the Processing algorithm both call `run_engine`.
+Log lines carry a level ("info" or "warning"). The engine's error is reported once, as `outcome.error`:
+neither its "error" event nor its "error:" stderr line goes to the log.
 """
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-Callback = Callable[[str], None]
+from rs_qgis_plugin.progress import device_text
+
+INFO, WARNING = "info", "warning"
+LogCallback = Callable[[str, str], None]  # (line, level)
 
 
 @dataclass
@@ -62,15 +67,18 @@ def run_engine(
     args: list[str],
     engine_root: str | os.PathLike | None,
     on_progress: Callable[[float], None] | None = None,
-    on_log: Callback | None = None,
+    on_log: LogCallback | None = None,
     is_cancelled: Callable[[], bool] | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    gpu_names: dict[str, str] | None = None,
     poll_seconds: float = 0.1,
     terminate_grace_seconds: float = 10.0,
 ) -> EngineOutcome:
-    """Run `python -m engine *args`; report percent (0-100) and log lines; terminate it when cancelled."""
-    on_log = on_log or (lambda line: None)
+    """Run `python -m engine *args`; report percent (0-100), every JSONL event (`on_event`) and log lines;
+    terminate it when cancelled. `gpu_names` ({"cuda:0": "NVIDIA ..."}) names the device in the log."""
+    on_log = on_log or (lambda line, level: None)
     cmd = [python, "-m", "engine", *args]
-    on_log("$ " + subprocess.list2cmdline(cmd) + (f"   (engine source: {engine_root})" if engine_root else ""))
+    on_log("$ " + subprocess.list2cmdline(cmd) + (f"   (engine source: {engine_root})" if engine_root else ""), INFO)
     try:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
@@ -80,7 +88,7 @@ def run_engine(
         )
     except OSError as exc:
         return EngineOutcome(None, error=f"cannot start the engine interpreter '{python}': {exc.strerror or exc}; "
-                                         "set the engine interpreter in the plugin settings")
+                                         "set the engine interpreter in the dock's Engine group")
     lines: queue.Queue = queue.Queue()
     for stream, tag in ((proc.stdout, "out"), (proc.stderr, "err")):
         threading.Thread(target=_pump, args=(stream, tag, lines), daemon=True).start()
@@ -90,7 +98,7 @@ def run_engine(
     while open_streams:
         if not outcome.cancelled and is_cancelled and is_cancelled():
             outcome.cancelled = True
-            on_log("cancelling: terminating the engine")
+            on_log("Cancelling: stopping the engine", INFO)
             proc.terminate()
         try:
             tag, line = lines.get(timeout=poll_seconds)
@@ -102,9 +110,10 @@ def run_engine(
         if tag == "err":
             stderr_tail = (stderr_tail + [line])[-50:]
             outcome.log.append(line)
-            on_log(line)
+            if not line.startswith("error:"):  # the reason is reported once, by the caller, from outcome.error
+                on_log(line, WARNING if line.startswith("warning:") else INFO)
             continue
-        _handle_stdout(line, outcome, on_progress, on_log)
+        _handle_stdout(line, outcome, on_progress, on_log, on_event, gpu_names or {})
     try:
         outcome.returncode = proc.wait(timeout=terminate_grace_seconds)
     except subprocess.TimeoutExpired:
@@ -119,30 +128,35 @@ def run_engine(
     return outcome
 
 
-def _handle_stdout(line: str, outcome: EngineOutcome, on_progress, on_log: Callback) -> None:
+def _handle_stdout(line: str, outcome: EngineOutcome, on_progress, on_log: LogCallback, on_event,
+                   gpu_names: dict[str, str]) -> None:
     try:
         event = json.loads(line)
     except ValueError:
         event = None
     if not isinstance(event, dict) or "event" not in event:
         outcome.log.append(line)
-        on_log(line)
+        on_log(line, INFO)
         return
+    if on_event:
+        on_event(event)
     kind = event["event"]
     if kind == "progress":
         if on_progress:
             on_progress(float(event.get("percent", 0.0)))
         return
-    if kind == "done":
+    text, level = None, INFO
+    if kind == "start":
+        tiles = event.get("tiles", "?")
+        text = f"Model loaded, running on {device_text(str(event.get('device', '')), gpu_names)}: {tiles} tiles"
+    elif kind == "done":
         outcome.done = event
-        text = f"done: {event.get('features', '?')} features from {event.get('tiles', '?')} tiles " \
-               f"in {event.get('seconds', '?')} s -> {event.get('output', '')}"
     elif kind == "error":
         outcome.error = str(event.get("message", "unknown engine error"))
-        text = f"error: {outcome.error}"
     elif kind == "warning":
-        text = f"warning: {event.get('message', '')}"
+        text, level = f"warning: {event.get('message', '')}", WARNING
     else:
         text = f"{kind}: " + ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "classes"))
-    outcome.log.append(text)
-    on_log(text)
+    if text is not None:
+        outcome.log.append(text)
+        on_log(text, level)

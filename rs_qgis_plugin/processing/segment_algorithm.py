@@ -1,29 +1,38 @@
-"""Processing algorithm "Segment raster layer": the same job builder and engine runner as the dock."""
+"""Processing algorithm "Segment raster layer": the same job builder, checks and engine runner as the dock."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
-    QgsProcessingParameterBand,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
     QgsVectorLayer,
 )
 
 from rs_qgis_plugin import settings
-from rs_qgis_plugin.engine_env import ModelInfoError, checkpoint_info, shipped_models
-from rs_qgis_plugin.job import JobError, build_job, execute_job, remove_export, to_layer_crs
+from rs_qgis_plugin.catalog import ModelCatalog
+from rs_qgis_plugin.checks import band_problem, mismatch_warnings, parse_bands, translate_flags
+from rs_qgis_plugin.engine_env import ModelInfoError, ModelListError, checkpoint_info
+from rs_qgis_plugin.job import JobError, build_job, execute_job, remove_export
 from rs_qgis_plugin.layers import style_by_class
+from rs_qgis_plugin.models import ModelInfo
+from rs_qgis_plugin.planning import raster_facts, to_layer_crs
+from rs_qgis_plugin.processing.help import ALGORITHM_HELP, PARAMETER_HELP, short_help
+from rs_qgis_plugin.progress import ProgressTracker
 from rs_qgis_plugin.request import OUTPUT_EXTENSIONS
+from rs_qgis_plugin.runner import WARNING
 
 DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_NUMBERS = {"score_threshold": 0.5, "tile_size": 512, "overlap": 128}  # when no model is listed yet
 
 
 class ClassStyle(QgsProcessingLayerPostProcessorInterface):
@@ -45,18 +54,30 @@ class ClassStyle(QgsProcessingLayerPostProcessorInterface):
         return ClassStyle.live
 
 
+def model_or_default(value: float | None, shown_default: float, model_default: float | None) -> float | None:
+    """The number to pass to the engine: None (the model's own default) when the parameter was left at the
+    default it shows, which is the default model's; otherwise the value given."""
+    if value is None or model_default is None:
+        return value
+    return None if abs(float(value) - float(shown_default)) < 1e-9 else value
+
+
 class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
     """INPUT raster + MODEL (or CHECKPOINT) -> OUTPUT polygons with class_name, score, area_m2, ..."""
 
     INPUT, MODEL, CHECKPOINT, EXTENT, BANDS = "INPUT", "MODEL", "CHECKPOINT", "EXTENT", "BANDS"
     SCORE, TILE, OVERLAP, DEVICE, OUTPUT = "SCORE_THRESHOLD", "TILE_SIZE", "OVERLAP", "DEVICE", "OUTPUT"
+    NAMES = {"bands": "Bands", "extent": "Processing extent", "score-threshold": "Score threshold",
+             "tile-size": "Tile size", "overlap": "Tile overlap", "device": "Device", "model": "Model",
+             "out": "Segmented polygons"}
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: ModelCatalog | None = None) -> None:
         super().__init__()
-        self.models = shipped_models()
+        self.catalog = catalog or ModelCatalog()
+        self.models: list[ModelInfo] = self.catalog.models()
 
     def createInstance(self):  # noqa: N802 (QGIS names below too)
-        return SegmentRasterAlgorithm()
+        return SegmentRasterAlgorithm(self.catalog)
 
     def name(self) -> str:
         return "segment_raster"
@@ -65,77 +86,113 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
         return "Segment raster layer"
 
     def shortHelpString(self) -> str:
-        return ("Segments a raster into polygons (ships, airplanes, buildings...) with a deep-learning model run "
-                "by the rsseg engine in its own Python environment. Empty numbers mean the model's defaults. "
-                "Output fields: class_id, class_name, score, area_m2, n_tiles, merged, model, source.")
+        return short_help(self.models)
+
+    def helpString(self) -> str:  # noqa: N802
+        return ALGORITHM_HELP
+
+    def _defaults(self) -> dict[str, float]:
+        spec = self.models[0].spec if self.models else {}
+        return {key: spec.get(key, value) for key, value in DEFAULT_NUMBERS.items()}
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
-        names = [m.model for m in self.models] or ["(no shipped model)"]
-        self.addParameter(QgsProcessingParameterEnum(self.MODEL, "Shipped model", options=names, defaultValue=0))
-        self.addParameter(QgsProcessingParameterFile(self.CHECKPOINT, "Checkpoint (.pt, overrides the shipped model)",
-                                                     extension="pt", optional=True))
-        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Processing extent", optional=True))
-        self.addParameter(QgsProcessingParameterBand(self.BANDS, "Bands fed to the model, in model order",
-                                                     parentLayerParameterName=self.INPUT, optional=True,
-                                                     allowMultiple=True))
-        self.addParameter(QgsProcessingParameterNumber(self.SCORE, "Score threshold",
-                                                       QgsProcessingParameterNumber.Double, optional=True,
-                                                       minValue=0.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterNumber(self.TILE, "Tile size (pixels)", optional=True, minValue=32))
-        self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (pixels)", optional=True,
-                                                       minValue=0))
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
-        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Segmented polygons"))
+        defaults = self._defaults()
+        names = [m.title for m in self.models] or ["The engine's default model"]
+        params = [
+            QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"),
+            QgsProcessingParameterEnum(self.MODEL, "Model", options=names, defaultValue=0),
+            QgsProcessingParameterFile(self.CHECKPOINT, "Checkpoint (.pt, replaces the model)", extension="pt",
+                                       optional=True),
+            QgsProcessingParameterExtent(self.EXTENT, "Processing extent", optional=True),
+            QgsProcessingParameterString(self.BANDS, "Bands, in model order (e.g. 3,2,1 or 1,1,1)", optional=True),
+            QgsProcessingParameterNumber(self.SCORE, "Score threshold", QgsProcessingParameterNumber.Double,
+                                         defaultValue=defaults["score_threshold"], minValue=0.0, maxValue=1.0),
+            QgsProcessingParameterNumber(self.TILE, "Tile size (pixels)", defaultValue=defaults["tile_size"],
+                                         minValue=32),
+            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (pixels)", defaultValue=defaults["overlap"],
+                                         minValue=0),
+            QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0),
+            QgsProcessingParameterVectorDestination(self.OUTPUT, "Segmented polygons"),
+        ]
+        for param in params:
+            param.setHelp(PARAMETER_HELP[param.name()])
+            self.addParameter(param)
 
-    def _model(self, parameters, context):
+    def _model(self, parameters, context) -> ModelInfo | None:
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context)
         if checkpoint:
             try:
                 return checkpoint_info(settings.engine_python(), checkpoint)
             except ModelInfoError as exc:
-                raise QgsProcessingException(f"checkpoint {checkpoint}: {exc}") from None
-        if not self.models:
-            raise QgsProcessingException("no shipped model found: give a CHECKPOINT (.pt)")
-        return self.models[self.parameterAsEnum(parameters, self.MODEL, context)]
+                raise QgsProcessingException(f"Checkpoint {checkpoint}: {exc}") from None
+        models = self.models
+        if not models:  # listed neither at start-up nor in the background yet (qgis_process): list now
+            try:
+                models = self.catalog.list_now()
+            except ModelListError as exc:
+                raise QgsProcessingException(f"Model: the engine could not list its models: {exc}") from None
+        if not models:
+            raise QgsProcessingException("Model: the engine has no shipped model; give a Checkpoint (.pt)")
+        return models[min(self.parameterAsEnum(parameters, self.MODEL, context), len(models) - 1)]
 
-    @staticmethod
-    def _optional_number(parameters, key: str):
-        value = parameters.get(key)
-        return None if value in (None, "") else value
+    def _number(self, parameters, key: str, context, spec_key: str, info: ModelInfo, integer: bool):
+        if parameters.get(key) in (None, ""):
+            return None
+        value = (self.parameterAsInt if integer else self.parameterAsDouble)(parameters, key, context)
+        return model_or_default(value, self._defaults()[spec_key], info.spec.get(spec_key))
 
     def processAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
-            raise QgsProcessingException("INPUT: not a raster layer")
+            raise QgsProcessingException("Raster layer: not a raster layer; choose one")
         info = self._model(parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if Path(output).suffix.lower() not in OUTPUT_EXTENSIONS:
-            raise QgsProcessingException(f"OUTPUT {output}: the engine writes .gpkg, .shp or .geojson; choose one")
+            raise QgsProcessingException(f"Segmented polygons: {output} is not .gpkg, .shp or .geojson; choose one")
+        try:
+            bands = parse_bands(parameters.get(self.BANDS), "Bands")
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        problem = band_problem(bands, layer.bandCount(), info, layer.name(), "Bands")
+        if problem:
+            raise QgsProcessingException(problem)
+        for warning in mismatch_warnings(info, raster_facts(layer), bands):
+            feedback.pushWarning(warning)
         try:
             extent = None
             if parameters.get(self.EXTENT):
                 rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
                 extent = to_layer_crs(layer, rect, layer.crs())
-            score, tile, overlap = (self._optional_number(parameters, k) for k in (self.SCORE, self.TILE, self.OVERLAP))
             job = build_job(
                 layer, info.model, output, layer_name=Path(output).stem, classes=info.classes, extent=extent,
-                bands=self.parameterAsInts(parameters, self.BANDS, context) or None,
-                score_threshold=None if score is None else self.parameterAsDouble(parameters, self.SCORE, context),
-                tile_size=None if tile is None else self.parameterAsInt(parameters, self.TILE, context),
-                overlap=None if overlap is None else self.parameterAsInt(parameters, self.OVERLAP, context),
+                bands=bands, score_threshold=self._number(parameters, self.SCORE, context, "score_threshold", info,
+                                                          False),
+                tile_size=self._number(parameters, self.TILE, context, "tile_size", info, True),
+                overlap=self._number(parameters, self.OVERLAP, context, "overlap", info, True),
                 device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], temporary=False)
         except JobError as exc:
             raise QgsProcessingException(str(exc)) from None
+        feedback.pushInfo(f"Model: {info.title} ({info.name})")
+
+        tracker = ProgressTracker()
+        feedback.setProgressText(tracker.status)
+
+        def log(line: str, level: str) -> None:
+            (feedback.pushWarning if level == WARNING else feedback.pushInfo)(line)
+
+        def event(data: dict) -> None:
+            if tracker.update(data, time.monotonic()):
+                feedback.setProgressText(tracker.status)
+
         try:
-            outcome = execute_job(job, settings.engine_python(), feedback.setProgress, feedback.pushInfo,
-                                  feedback.isCanceled)
+            outcome = execute_job(job, settings.engine_python(), feedback.setProgress, log, feedback.isCanceled,
+                                  on_event=event, gpu_names=settings.gpu_names())
         finally:
             remove_export(job)
         if outcome.cancelled or feedback.isCanceled():
-            raise QgsProcessingException("cancelled: no output written")
+            raise QgsProcessingException("Cancelled: no output written")
         if not outcome.ok:
-            raise QgsProcessingException(f"segmentation failed: {outcome.error}")
+            raise QgsProcessingException(translate_flags(outcome.error or "the engine failed", self.NAMES))
         feedback.pushInfo(f"{outcome.done.get('features')} objects written to {output}")
         if context.willLoadLayerOnCompletion(output):
             context.layerToLoadOnCompletionDetails(output).setPostProcessor(ClassStyle.create(info.classes))

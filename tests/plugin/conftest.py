@@ -17,7 +17,9 @@ from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
 from engine.checkpoint import Checkpoint, save_checkpoint
 from engine.models import build_model
 from engine.spec import ModelSpec, Normalisation, classes_from_names
-from rs_qgis_plugin.settings import PREFIX
+from rs_qgis_plugin import background, settings
+from rs_qgis_plugin.engine_env import check_engine, interpreter_stamp
+from rs_qgis_plugin.settings import ENGINE_PYTHON_KEY, PREFIX
 from tests.data.make_fixtures import write_scene_geotiff
 
 ARTIFACTS = Path(os.environ.get("RSSEG_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "out" / "test-artifacts"))
@@ -69,12 +71,32 @@ def engine_interpreter() -> str:
     return sys.executable
 
 
+def _clear_settings() -> None:
+    stored = QgsSettings()
+    stored.remove(PREFIX.rstrip("/"))
+    stored.remove(ENGINE_PYTHON_KEY)
+    stored.remove("QgsCollapsibleGroupBox/rs_qgis_plugin")  # the dock's groups, open or closed
+
+
+@pytest.fixture(scope="session")
+def engine_check(engine_interpreter: str) -> settings.EngineCheck:
+    """One real engine check of the test interpreter, made once."""
+    report = check_engine(engine_interpreter)
+    assert report.ok, report.message
+    return settings.EngineCheck(engine_interpreter, interpreter_stamp(engine_interpreter), report.message,
+                                report.devices, "test session")
+
+
 @pytest.fixture(autouse=True)
-def clean_settings():
-    """No plugin setting leaks between tests (QgsSettings here is the test app's, not a user profile)."""
-    QgsSettings().remove(PREFIX.rstrip("/"))
+def clean_settings(engine_check: settings.EngineCheck):
+    """No plugin setting leaks between tests (QgsSettings here is the test app's, not a user profile). The
+    session's engine check is remembered, as after a first check, so docks need not check again; tests of
+    the check itself forget it."""
+    _clear_settings()
+    settings.remember_check(engine_check)
     yield
-    QgsSettings().remove(PREFIX.rstrip("/"))
+    background.wait_idle(300)  # no background call may outlive its test
+    _clear_settings()
 
 
 @pytest.fixture(scope="session")
@@ -94,12 +116,13 @@ def scene_layer(tmp_path: Path, qgis_new_project) -> QgsRasterLayer:
 
 
 @pytest.fixture
-def plugin(qgis_iface):
-    """The plugin as QGIS creates it (classFactory + initGui); unloaded afterwards."""
+def plugin(qgis_iface, qtbot):
+    """The plugin as QGIS creates it (classFactory + initGui), its models listed; unloaded afterwards."""
     from rs_qgis_plugin import classFactory
 
     instance = classFactory(qgis_iface)
     instance.initGui()
+    qtbot.waitUntil(instance.catalog.is_current, timeout=300_000)
     yield instance
     instance.unload()
 

@@ -1,16 +1,32 @@
-"""Dock options: band mapping, extents from selected features, non-file rasters, engine check, settings."""
+"""Dock options: band mapping, extents from selected features, non-file rasters, the engine check in the
+background and remembered, mismatch warnings, the log, settings."""
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
 
 import pytest
-from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer
+from qgis.core import (
+    Qgis,
+    QgsFeature,
+    QgsGeometry,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsSettings,
+    QgsVectorLayer,
+)
 from qgis.PyQt.QtCore import Qt
 
+from rs_qgis_plugin import settings
 from rs_qgis_plugin.dock import SegmentDock
 from rs_qgis_plugin.job import JobError
+from rs_qgis_plugin.state import DockState
 from tests.data.make_fixtures import write_scene_geotiff
+
+
+def forget_engine_check() -> None:
+    QgsSettings().remove(settings.PREFIX + settings.ENGINE_CHECK_GROUP)
 
 
 def _add_raster(path: Path, name: str, **kwargs) -> QgsRasterLayer:
@@ -89,15 +105,60 @@ def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_proj
     results = [lyr for lyr in QgsProject.instance().mapLayers().values() if isinstance(lyr, QgsVectorLayer)]
     assert len(results) == 1 and results[0].featureCount() > 0, dock.log.toPlainText()
     assert results[0].crs().authid() == "EPSG:32633"
-    assert "writing layer extent to" in dock.log.toPlainText()
+    assert "Writing the layer extent to" in dock.log.toPlainText()
 
 
-def test_check_engine_button_reports_and_lists_devices(plugin, qgis_new_project) -> None:
-    dock = plugin.show_dock(True)
-    dock.check_button.click()
+def test_check_engine_runs_in_the_background_and_is_remembered(plugin, qgis_new_project, qgis_iface,
+                                                                 qtbot) -> None:
+    forget_engine_check()
+    dock = SegmentDock(qgis_iface, None, plugin.catalog)  # nothing remembered: it checks by itself
+    qtbot.addWidget(dock)
+    assert dock.checking and not dock.check_button.isEnabled()  # the UI is not blocked meanwhile
+    assert dock.engine_status.text().startswith("checking")
+    qtbot.waitUntil(lambda: not dock.checking, timeout=300_000)
     assert dock.engine_status.text().startswith("engine OK: torch")
     devices = [dock.device_combo.itemData(i) for i in range(dock.device_combo.count())]
     assert devices[:2] == ["auto", "cpu"] and all(d.startswith("cuda:") for d in devices[2:])
+    assert settings.remembered_check().message == dock.last_report.message
+    again = SegmentDock(qgis_iface, None, plugin.catalog)  # the next session shows the remembered check
+    qtbot.addWidget(again)
+    assert not again.checking and again.engine_status.text().startswith("engine OK: torch")
+    assert "(checked " in again.engine_status.text()
+
+
+def test_a_new_interpreter_is_checked_again(plugin, qgis_new_project, qtbot, monkeypatch) -> None:
+    monkeypatch.delenv("RSSEG_ENGINE_PYTHON")
+    dock = plugin.show_dock(True)
+    dock.python_file.setFilePath("/nowhere/bin/python")
+    qtbot.waitUntil(lambda: "'/nowhere/bin/python' not found" in dock.engine_status.text().replace("\u200b", ""),
+                    timeout=60_000)
+    assert settings.stored_engine_python() == "/nowhere/bin/python"
+    assert settings.remembered_check().python != "/nowhere/bin/python"  # a failed check is not remembered
+
+
+def test_optical_model_on_a_sar_layer_warns_before_the_run(plugin, scene_layer, qgis_iface, qtbot) -> None:
+    dock = plugin.show_dock(True)
+    assert dock.warning_label.isHidden()  # the shipped SAR model on a 1-band SAR-like layer
+    dock.select_model(next(m for m in dock.models if m.sensor == "optical"))
+    assert dock.band_mapping() == [1, 1, 1]
+    text = dock.warning_label.text()
+    assert not dock.warning_label.isHidden() and "looks like a SAR image" in text and "colours are lost" in text
+    task = dock.start()
+    assert task is not None
+    dock.cancel()
+    qtbot.waitUntil(lambda: dock.task is None, timeout=300_000)
+    warnings = qgis_iface.messageBar().get_messages(Qgis.Warning)
+    assert any("looks like a SAR image" in w for w in warnings)
+    assert "warning: Layer 'scene' looks like a SAR image" in dock.log.toPlainText()
+
+
+def test_log_keeps_the_newest_line_in_view(plugin, qgis_new_project) -> None:
+    dock = plugin.show_dock(True)
+    dock.resize(300, 600)
+    for i in range(200):
+        dock.append_log(f"line {i}")
+    bar = dock.log.verticalScrollBar()
+    assert bar.maximum() > 0 and bar.value() == bar.maximum()
 
 
 def test_settings_persist_between_sessions(plugin, scene_layer, tiny_checkpoint, qgis_iface, tmp_path) -> None:
@@ -111,10 +172,11 @@ def test_settings_persist_between_sessions(plugin, scene_layer, tiny_checkpoint,
     dock.output_file.setFilePath(str(tmp_path / "keep.gpkg"))
     dock.labels_check.setChecked(True)
     dock.close()  # saves, as closing QGIS does
-    again = SegmentDock(qgis_iface)
+    assert DockState.load() == dock.state()
+    again = SegmentDock(qgis_iface, None, plugin.catalog)
     assert again.current_model().model == str(tiny_checkpoint)
-    assert "tiny-ships" in again.model_combo.currentText()
+    assert again.model_combo.currentText().endswith("tiny_ships.pt") and "id: tiny-ships" in again.model_summary.text()
     assert (again.score_spin.value(), again.tile_spin.value(), again.overlap_spin.value()) == (0.65, 256, 48)
-    assert (again.extent_combo.currentIndex(), again.output_combo.currentIndex()) == (1, 1)
+    assert (again.extent_combo.currentData(), again.output_combo.currentData()) == ("canvas", "file")
     assert again.output_file.filePath() == str(tmp_path / "keep.gpkg") and again.labels_check.isChecked()
     again.deleteLater()

@@ -1,16 +1,29 @@
-"""Pressing "Segment layer" runs the real engine subprocess: a styled layer, a file, a cancel, a failure."""
+"""Pressing "Segment layer" runs the real engine subprocess: a styled layer in the results group with a
+summary in the dock, a file, a cancel, a failure."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from qgis.core import Qgis, QgsCategorizedSymbolRenderer, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsCategorizedSymbolRenderer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
 from qgis.PyQt.QtCore import Qt
 
+from rs_qgis_plugin.layers import RESULTS_GROUP
+from rs_qgis_plugin.progress import LOADING
+from rs_qgis_plugin.task import LOG_TAG
 from tests.data.make_fixtures import write_scene_geotiff
 
 FIELDS = {"class_id", "class_name", "score", "area_m2", "n_tiles", "merged", "model", "source"}
-RUN_TIMEOUT_MS = 180_000
+RUN_TIMEOUT_MS = 300_000
 
 
 def _vector_layers() -> list[QgsVectorLayer]:
@@ -23,6 +36,10 @@ def _run(dock, qtbot) -> None:
     qtbot.waitUntil(lambda: dock.task is None, timeout=RUN_TIMEOUT_MS)
 
 
+def _error_lines(dock) -> list[str]:
+    return [line for line in dock.log.toPlainText().splitlines() if line.startswith("error:")]
+
+
 @pytest.fixture
 def dock(plugin, scene_layer, tiny_checkpoint, qtbot):
     dock = plugin.show_dock(True)
@@ -33,22 +50,33 @@ def dock(plugin, scene_layer, tiny_checkpoint, qtbot):
 
 def test_browsed_checkpoint_shows_its_spec_and_defaults(dock, tiny_checkpoint) -> None:
     assert dock.current_model().model == str(tiny_checkpoint)
+    assert dock.model_combo.currentText().startswith("Ships and tanks in SAR images, 1 band, ~10 m")
     summary = dock.model_summary.text()
-    assert "classes: ship, tank" in summary and "GSD 10.0 m" in summary and "bands: 1" in summary
+    assert "classes: ship, tank" in summary and "GSD 10 m" in summary and "bands: 1" in summary
+    assert "id: tiny-ships" in summary
     assert (dock.tile_spin.value(), dock.overlap_spin.value()) == (128, 32)
     assert dock.score_spin.value() == pytest.approx(0.3)
+    assert dock.warning_label.isHidden()  # a 1-band 10 m layer suits a 1-band 10 m SAR model
 
 
-def test_segment_layer_adds_a_styled_temporary_layer(dock, qtbot, qgis_iface) -> None:
+def test_segment_layer_adds_a_labelled_layer_to_the_results_group_and_a_summary(dock, qtbot, qgis_iface) -> None:
     dock.labels_check.setChecked(True)
+    dock.append_log("a line of an earlier run")
+    logged: list[tuple[str, int]] = []
+    QgsApplication.messageLog().messageReceived.connect(
+        lambda message, tag, level: logged.append((message, level)) if tag == LOG_TAG else None)
+    statuses: list[str] = []
+    show_status = dock.set_status
+    dock.set_status = lambda text: (statuses.append(text), show_status(text))  # the task's signal lands here
     _run(dock, qtbot)
-    layers = _vector_layers()
-    assert len(layers) == 1, dock.log.toPlainText()
-    layer = layers[0]
-    assert layer.providerType() == "memory" and "scene" in layer.name()
+    text = dock.log.toPlainText()
+    (layer,) = _vector_layers()
+    assert layer.providerType() == "memory" and layer.name() == "Ships and tanks in SAR images – scene"
+    group = QgsProject.instance().layerTreeRoot().findGroup(RESULTS_GROUP)
+    assert group is not None and group.findLayer(layer.id()) is not None
     assert FIELDS <= set(layer.fields().names())
     feats = list(layer.getFeatures())
-    assert feats, dock.log.toPlainText()
+    assert feats, text
     for f in feats:
         assert f["class_name"] == "ship" and f["class_id"] == 1 and 0.3 <= f["score"] <= 1.0
         assert f["area_m2"] > 0 and f["source"] == "scene.tif" and f.geometry().isGeosValid()
@@ -56,9 +84,25 @@ def test_segment_layer_adds_a_styled_temporary_layer(dock, qtbot, qgis_iface) ->
     renderer = layer.renderer()
     assert isinstance(renderer, QgsCategorizedSymbolRenderer) and renderer.classAttribute() == "class_name"
     assert [c.value() for c in renderer.categories()] == ["ship", "tank"]
-    assert layer.labelsEnabled()
-    assert dock.progress.value() == 100 and "done:" in dock.log.toPlainText()
+    label_format = layer.labeling().settings().format()
+    assert layer.labelsEnabled() and label_format.buffer().enabled() and label_format.size() >= 9
+    # status, progress and log
+    assert statuses and statuses[0] == LOADING and any(s.startswith("Tile ") for s in statuses)
+    assert dock.progress.value() == 100 and dock.status_label.text().startswith("Done:")
+    assert "a line of an earlier run" not in text and "Model loaded, running on CPU: 9 tiles" in text
+    bar = dock.log.verticalScrollBar()
+    assert bar.value() == bar.maximum()
+    assert logged and all(level == Qgis.Info for _, level in logged), logged
+    # the summary stays in the dock; "Zoom to result" shows the layer
+    assert not dock.result_group.isHidden()
+    assert dock.result_label.text().startswith(f"{len(feats)} object") and "ship" in dock.result_label.text()
+    assert re.search(r"scores \d\.\d\d–\d\.\d\d", dock.result_label.text())
     assert qgis_iface.messageBar().get_messages(Qgis.Success)
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(layer.crs())
+    canvas.setExtent(QgsRectangle(0, 0, 10, 10))
+    dock.zoom_button.click()
+    assert canvas.extent().contains(layer.extent())
 
 
 def test_segment_to_geopackage_with_canvas_extent(dock, qtbot, tmp_path: Path, qgis_iface, scene_layer) -> None:
@@ -78,14 +122,14 @@ def test_segment_to_geopackage_with_canvas_extent(dock, qtbot, tmp_path: Path, q
     _run(dock, qtbot)
     assert out.is_file(), dock.log.toPlainText()
     layer = _vector_layers()[0]
-    assert layer.providerType() == "ogr" and Path(layer.source().split("|")[0]) == out
+    assert layer.providerType() == "ogr" and Path(layer.source().split("|")[0]) == out and layer.name() == "ships"
     assert "--extent=" in dock.log.toPlainText()
     boxes = [f.geometry().boundingBox() for f in layer.getFeatures()]
     assert boxes and all(b.intersects(visible) for b in boxes)
 
 
-def test_cancel_mid_run_leaves_no_layer_and_no_file(plugin, qgis_new_project, tiny_checkpoint, tmp_path, qtbot,
-                                                   qgis_iface) -> None:
+def test_cancel_says_cancelled_and_leaves_no_layer_and_no_file(plugin, qgis_new_project, tiny_checkpoint, tmp_path,
+                                                              qtbot, qgis_iface) -> None:
     raster = tmp_path / "big.tif"
     write_scene_geotiff(raster, height=1536, width=1536)
     layer = QgsRasterLayer(str(raster), "big")
@@ -100,14 +144,15 @@ def test_cancel_mid_run_leaves_no_layer_and_no_file(plugin, qgis_new_project, ti
     qtbot.mouseClick(dock.run_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: dock.progress.value() > 0, timeout=RUN_TIMEOUT_MS)
     qtbot.mouseClick(dock.cancel_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: dock.task is None, timeout=60_000)
+    qtbot.waitUntil(lambda: dock.task is None, timeout=120_000)
     assert _vector_layers() == []
     assert list(out_dir.iterdir()) == []
-    assert "cancelled" in dock.log.toPlainText() and dock.run_button.isEnabled()
-    assert not qgis_iface.messageBar().get_messages(Qgis.Critical)
+    assert dock.status_label.text() == "Cancelled" and dock.run_button.isEnabled()
+    assert qgis_iface.messageBar().get_messages(Qgis.Info)[-1].startswith("Cancelled")
+    assert not qgis_iface.messageBar().get_messages(Qgis.Critical) and _error_lines(dock) == []
 
 
-def test_failing_engine_run_shows_its_reason(dock, qtbot, tmp_path: Path, qgis_iface, tiny_checkpoint) -> None:
+def test_failing_engine_run_shows_its_reason_once(dock, qtbot, tmp_path: Path, qgis_iface, tiny_checkpoint) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(tiny_checkpoint.read_bytes()[:1000])  # truncated: a corrupt checkpoint
     assert not dock.load_checkpoint(str(broken))  # browsing it is refused with the engine's reason
@@ -122,4 +167,6 @@ def test_failing_engine_run_shows_its_reason(dock, qtbot, tmp_path: Path, qgis_i
     assert _vector_layers() == []
     errors = qgis_iface.messageBar().get_messages(Qgis.Critical)
     assert "chosen.pt" in errors[-1] and "Traceback" not in errors[-1]
+    assert len(_error_lines(dock)) == 1 and "chosen.pt" in _error_lines(dock)[0]
+    assert dock.status_label.text().startswith("Failed:")
     assert "$ " in dock.log.toPlainText()  # the full log keeps the command line

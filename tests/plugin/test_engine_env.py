@@ -10,11 +10,13 @@ import pytest
 from engine.cli import build_parser
 from rs_qgis_plugin.engine_env import (
     ModelInfoError,
+    ModelListError,
     check_engine,
     checkpoint_info,
     default_python,
     engine_root,
-    shipped_models,
+    interpreter_stamp,
+    list_models,
 )
 from rs_qgis_plugin.request import SegmentRequest
 from rs_qgis_plugin.runner import run_engine
@@ -48,18 +50,29 @@ def test_check_engine_with_no_interpreter() -> None:
     assert not report.ok and "'/nowhere/bin/python' not found" in report.message
 
 
-def test_shipped_models_are_listed_from_sidecars_without_torch() -> None:
-    models = {m.model: m for m in shipped_models()}
-    info = models["ssdd-ship-maskrcnn"]
-    assert [c["name"] for c in info.classes] == ["ship"] and info.spec["bands"] == 1
-    assert "classes: ship" in info.summary() and "val mask AP" in info.summary()
-
-
-def test_the_engine_default_model_is_listed_first() -> None:
+def test_models_are_listed_by_the_engine_default_first_with_titles() -> None:
+    """Through `python -m engine models --json` (the plugin never reads the engine's files itself)."""
     from engine.zoo import DEFAULT_MODEL
 
-    names = [m.model for m in shipped_models()]
-    assert len(names) >= 2 and names[0] == DEFAULT_MODEL and names[1:] == sorted(names[1:])
+    models = list_models(sys.executable)
+    by_name = {m.name: m for m in models}
+    assert models[0].name == DEFAULT_MODEL and models[0].default and len(models) >= 2
+    sar = by_name["ssdd-ship-maskrcnn"]
+    assert sar.sensor == "sar" and sar.title.startswith("Ships in SAR images") and sar.model == "ssdd-ship-maskrcnn"
+    assert [c["name"] for c in sar.classes] == ["ship"] and sar.bands == 1
+    assert "classes: ship" in sar.summary() and "val mask AP" in sar.summary()
+    assert by_name["nwpu-vhr10-maskrcnn"].sensor == "optical"
+    with pytest.raises(ModelListError, match="'/nowhere/python' not found"):
+        list_models("/nowhere/python")
+
+
+def test_interpreter_stamp_changes_with_the_file(tmp_path: Path) -> None:
+    exe = tmp_path / "python"
+    exe.write_text("#!/bin/sh\n")
+    first = interpreter_stamp(str(exe))
+    exe.write_text("#!/bin/sh\necho changed\n")
+    assert first and interpreter_stamp(str(exe)) != first
+    assert interpreter_stamp(str(tmp_path / "missing")) == ""
 
 
 def test_checkpoint_info_and_its_failure(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -84,13 +97,29 @@ def test_request_arguments_parse_in_the_engine_cli() -> None:
     assert defaults.score_threshold is None and defaults.tile_size is None and defaults.overlap is None
 
 
-def test_runner_returns_the_engine_one_line_reason(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    lines: list[str] = []
+def test_runner_returns_the_engine_one_line_reason_once(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    lines: list[tuple[str, str]] = []
     request = SegmentRequest(str(tmp_path / "missing.tif"), str(tiny_checkpoint), str(tmp_path / "o.gpkg"))
-    outcome = run_engine(sys.executable, request.engine_args(), ROOT, on_log=lines.append)
+    outcome = run_engine(sys.executable, request.engine_args(), ROOT, on_log=lambda *line: lines.append(line))
     assert not outcome.ok and outcome.returncode == 2
     assert "missing.tif" in outcome.error and "\n" not in outcome.error
-    assert lines[0].startswith("$ ") and not (tmp_path / "o.gpkg").exists()
+    assert lines[0][0].startswith("$ ") and not (tmp_path / "o.gpkg").exists()
+    assert not any("missing.tif" in line for line, _ in lines[1:])  # reported once, by the caller
+
+
+def test_runner_names_the_device_and_passes_every_event(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from tests.data.make_fixtures import write_scene_geotiff
+
+    write_scene_geotiff(tmp_path / "s.tif")
+    lines, events = [], []
+    request = SegmentRequest(str(tmp_path / "s.tif"), str(tiny_checkpoint), str(tmp_path / "o.gpkg"), device="cpu")
+    outcome = run_engine(sys.executable, request.engine_args(), ROOT, on_log=lambda *line: lines.append(line),
+                         on_event=events.append)
+    assert outcome.ok, outcome.log
+    assert ("Model loaded, running on CPU: 9 tiles", "info") in lines
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "progress" in kinds
+    assert all(level in ("info", "warning") for _, level in lines)
 
 
 def test_runner_reports_an_interpreter_that_cannot_start() -> None:

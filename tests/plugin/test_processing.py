@@ -90,6 +90,134 @@ def test_processing_raises_the_engine_reason(plugin, qgis_processing, scene_laye
     assert not (tmp_path / "x.gpkg").exists()
 
 
+class RecordingFeedback(QgsProcessingFeedback):
+    """Keeps every message and progress text the algorithm reports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[tuple[str, str]] = []
+        self.texts: list[str] = []
+
+    def pushInfo(self, info: str) -> None:  # noqa: N802 (QGIS names)
+        self.messages.append(("info", info))
+
+    def pushWarning(self, warning: str) -> None:  # noqa: N802
+        self.messages.append(("warning", warning))
+
+    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803
+        self.messages.append(("error", error))
+
+    def setProgressText(self, text: str) -> None:  # noqa: N802
+        self.texts.append(text)
+
+    def count(self, text: str) -> int:
+        return sum(text in message for _, message in self.messages)
+
+
+def _algorithm():
+    from qgis.core import QgsApplication
+
+    return QgsApplication.processingRegistry().algorithmById("rsseg:segment_raster")
+
+
+def test_engine_interpreter_is_a_processing_option(qgis_processing, plugin, monkeypatch, tmp_path) -> None:
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    from rs_qgis_plugin import settings
+
+    monkeypatch.delenv("RSSEG_ENGINE_PYTHON")
+    setting = ProcessingConfig.settings[settings.ENGINE_PYTHON_SETTING]
+    assert setting.group == "Remote sensing segmentation" and setting.valuetype == setting.FILE
+    assert "python" in setting.description.lower()
+    ProcessingConfig.setSettingValue(settings.ENGINE_PYTHON_SETTING, sys.executable)  # as the Options dialog does
+    assert settings.engine_python() == sys.executable
+    settings.set_engine_python("/usr/bin/python3")  # as the dock does: both stay the same setting
+    assert setting.value == "/usr/bin/python3" and settings.engine_python() == "/usr/bin/python3"
+    with pytest.raises(ValueError, match="'/nowhere/python' not found"):
+        setting.setValue("/nowhere/python")
+    setting.setValue("")  # empty: automatic
+    plugin.unload()
+    assert settings.ENGINE_PYTHON_SETTING not in ProcessingConfig.settings
+
+
+def test_numbers_show_the_model_defaults_and_every_parameter_has_help(qgis_processing, plugin) -> None:
+    algorithm = _algorithm()
+    default = algorithm.models[0]
+    assert default.default and algorithm.parameterDefinition("MODEL").options()[0] == default.title
+    for name, key in (("SCORE_THRESHOLD", "score_threshold"), ("TILE_SIZE", "tile_size"), ("OVERLAP", "overlap")):
+        parameter = algorithm.parameterDefinition(name)
+        assert parameter.defaultValue() == default.spec[key], name  # a number, not "Not set"
+    for parameter in algorithm.parameterDefinitions():
+        assert len(parameter.help()) > 20, parameter.name()
+        assert parameter.name() in ("INPUT", "MODEL", "CHECKPOINT", "EXTENT", "BANDS", "SCORE_THRESHOLD",
+                                    "TILE_SIZE", "OVERLAP", "DEVICE", "OUTPUT")
+    help_text = algorithm.shortHelpString()
+    for label in ("Raster layer", "Model", "Checkpoint", "Bands", "Score threshold", "Tile size", "Tile overlap",
+                  "Device", "Segmented polygons", default.title):
+        assert label in help_text, label
+
+
+def test_model_or_default_keeps_each_model_own_defaults() -> None:
+    from rs_qgis_plugin.processing.segment_algorithm import model_or_default
+
+    assert model_or_default(512, 512, 128) is None  # left at the value shown: the model's own default
+    assert model_or_default(256, 512, 128) == 256
+    assert model_or_default(None, 512, 128) is None
+    assert model_or_default(512, 512, None) == 512
+
+
+def test_one_band_raster_feeds_an_rgb_model_with_repeated_bands(qgis_processing, plugin, scene_layer,
+                                                                 tmp_path) -> None:
+    import processing
+
+    from tests.plugin.conftest import make_tiny_checkpoint
+
+    rgb_model = make_tiny_checkpoint(tmp_path / "rgb.pt", bands=3)
+    out = tmp_path / "ships.gpkg"
+    feedback = RecordingFeedback()
+    processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(rgb_model), "BANDS": "1,1,1",
+                                            "OUTPUT": str(out)}, feedback=feedback)
+    with fiona.open(out) as layer:
+        assert len(layer) > 0
+    assert feedback.texts[0] == "Loading model…" and any(t.startswith("Tile ") for t in feedback.texts)
+    assert feedback.count("running on CPU") == 1
+
+
+def test_errors_name_parameters_and_are_reported_once(qgis_processing, plugin, scene_layer, tiny_checkpoint,
+                                                      tmp_path) -> None:
+    import processing
+
+    from tests.plugin.conftest import make_tiny_checkpoint
+
+    rgb_model = make_tiny_checkpoint(tmp_path / "rgb.pt", bands=3)
+    feedback = RecordingFeedback()
+    with pytest.raises(QgsProcessingException, match=r"Bands: layer 'scene' has 1 band .* e\.g\. 1,1,1"):
+        processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(rgb_model),
+                                                "OUTPUT": str(tmp_path / "a.gpkg")}, feedback=feedback)
+    feedback = RecordingFeedback()  # an error only the engine finds: the overlap is not below the tile size
+    with pytest.raises(QgsProcessingException, match='"Tile overlap" = 200: must be smaller') as raised:
+        processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(tiny_checkpoint),
+                                                "TILE_SIZE": 128, "OVERLAP": 200, "OUTPUT": str(tmp_path / "b.gpkg")},
+                       feedback=feedback)
+    assert "--overlap" not in str(raised.value)
+    assert feedback.count("must be smaller") <= 1 and not any(
+        "must be smaller" in m for kind, m in feedback.messages if kind in ("info", "warning"))
+
+
+def test_mismatch_warnings_before_the_run(qgis_processing, plugin, scene_layer, tmp_path) -> None:
+    import processing
+
+    algorithm = _algorithm()
+    optical = [m.sensor for m in algorithm.models].index("optical")
+    feedback = RecordingFeedback()
+    with pytest.raises(QgsProcessingException, match="does not overlap"):  # stops before the engine runs
+        processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "MODEL": optical, "BANDS": "1,1,1",
+                                                "EXTENT": "0,10,0,10 [EPSG:32633]", "OUTPUT": str(tmp_path / "c.gpkg")},
+                       feedback=feedback)
+    warnings = [m for kind, m in feedback.messages if kind == "warning"]
+    assert any("looks like a SAR image" in w for w in warnings) and any("colours are lost" in w for w in warnings)
+
+
 def test_packaged_zip_loads_in_a_fresh_profile_and_runs_headless(tmp_path, tiny_checkpoint) -> None:
     archive = build_zip(tmp_path / "plugin.zip")
     config = tmp_path / "qgis-config"
