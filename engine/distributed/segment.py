@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import rasterio
+
 from engine.distributed.cluster import worker_threads
 from engine.distributed.work import GroupResult, ModelCache, ModelRef, TileGroup, run_group
 from engine.errors import Cancelled
@@ -163,7 +165,12 @@ def segment_rasters_dask(client, jobs: Sequence[RasterJob], model: ModelRef, spe
                          progress: Progress | None = None, dask: DaskOptions = DaskOptions()) -> DaskRun:
     """Segment each job's raster with `model` on the workers of `client` (a distributed.Client); outputs as
     `segment_raster` writes them, feature for feature. `spec`: the model's spec (read on the client)."""
-    progress = progress or NoProgress()
+    with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
+        return _segment(client, jobs, model, spec, options, model_label, progress or NoProgress(), dask)
+
+
+def _segment(client, jobs: Sequence[RasterJob], model: ModelRef, spec: ModelSpec, options: SegmentOptions,
+             model_label: str, progress: Progress, dask: DaskOptions) -> DaskRun:
     tile_size, settings = resolve_settings(spec, options)
     planned, warnings = _plan_all(jobs, spec, options, tile_size, settings.overlap)
     progress.started(sum(len(p.plan.tiles) for p in planned))

@@ -9,6 +9,7 @@ client; the result travels back as one pickled bytes object (its length is what 
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -62,24 +63,31 @@ class GroupResult:
 
 
 class ModelCache(WorkerPlugin):
-    """A worker plugin holding the Predictors a worker has loaded, by ModelRef (loaded on first use)."""
+    """A worker plugin holding the Predictors a worker has loaded, by ModelRef (loaded on first use), each with a
+    lock: tasks running in several threads of one worker take turns on the model."""
 
     name = PLUGIN_NAME
+    idempotent = True  # registered again by the next run on the same cluster: keep the loaded models
 
     def __init__(self) -> None:
-        self.predictors: dict[ModelRef, Any] = {}
+        self.predictors: dict[ModelRef, tuple[Any, threading.Lock]] = {}
+        self._lock = threading.Lock()
 
-    def setup(self, worker: Any = None) -> None:
-        self.predictors = {}
+    def __getstate__(self) -> dict:
+        return {}  # travels to the workers empty
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
 
     def teardown(self, worker: Any = None) -> None:
         self.predictors.clear()
 
-    def predictor(self, ref: ModelRef):
-        """The Predictor of `ref`, loaded once."""
-        if ref not in self.predictors:
-            self.predictors[ref] = load_predictor(ref)
-        return self.predictors[ref]
+    def predictor(self, ref: ModelRef) -> tuple[Any, threading.Lock]:
+        """(the Predictor of `ref`, loaded once; the lock to hold while using it)."""
+        with self._lock:
+            if ref not in self.predictors:
+                self.predictors[ref] = (load_predictor(ref), threading.Lock())
+            return self.predictors[ref]
 
 
 def load_predictor(ref: ModelRef):
@@ -117,9 +125,9 @@ def _worker_address() -> str:
 def run_group(group: TileGroup) -> bytes:
     """Run `group` on this worker -> the pickled GroupResult."""
     start = time.perf_counter()
-    predictor = _cache().predictor(group.model)
+    predictor, lock = _cache().predictor(group.model)
     spec, task, settings = predictor.spec, predictor.task, group.settings
-    forward_before = predictor.forward_seconds
+    forward = 0.0
     by_tile: dict[Tile, Any] = {}
     batch_size = group.options.batch_size or (8 if predictor.device.type == "cuda" else 1)
     with rasterio.Env(GDAL_CACHEMAX=group.options.gdal_cache_mb), \
@@ -129,11 +137,15 @@ def run_group(group: TileGroup) -> bytes:
             raise UserError(f"raster '{group.raster}' on worker {_worker_address()}: working grid {grid[:2]} differs "
                             f"from the client's {group.grid[:2]}; every worker must read the same file")
         score_thr = settings.score_threshold
-        with predictor.min_score(score_thr) if score_thr is not None else nullcontext():
-            for batch in read_batches(src, group.tiles, batch_size, spec, group.scaling):
-                outputs = predictor.predict(batch.images) if batch.images else []
-                for tile, output, valid in zip(batch.tiles, outputs, batch.valid):
-                    by_tile[tile] = task.tile_result(spec, settings, group.area, tile, output, valid)
-    result = GroupResult([by_tile.get(tile) for tile in group.tiles], predictor.forward_seconds - forward_before,
-                         time.perf_counter() - start, _worker_address())
+        for batch in read_batches(src, group.tiles, batch_size, spec, group.scaling):
+            outputs = []
+            if batch.images:
+                with lock, predictor.min_score(score_thr) if score_thr is not None else nullcontext():
+                    before = predictor.forward_seconds
+                    outputs = predictor.predict(batch.images)
+                    forward += predictor.forward_seconds - before
+            for tile, output, valid in zip(batch.tiles, outputs, batch.valid):
+                by_tile[tile] = task.tile_result(spec, settings, group.area, tile, output, valid)
+    result = GroupResult([by_tile.get(tile) for tile in group.tiles], forward, time.perf_counter() - start,
+                         _worker_address())
     return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)

@@ -23,10 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _train_args(coco: Path, out: Path) -> list[str]:
     """A tiny semantic FPN (GroupNorm: no batch statistics), fixed 64 px crops: its loss is the mean of the
-    batch's pixels, so averaging two ranks' gradients equals the gradient of the batch."""
+    batch's pixels, so averaging two ranks' gradients equals the gradient of the batch. A small learning rate:
+    this tiny net from scratch amplifies float rounding (at lr 0.02, one process with 1 or 2 threads already
+    ends 1e-4 apart after 4 steps)."""
     return ["train", "--arch", "semantic_fpn", "--config", '{"fpn_channels": 16, "decoder_channels": 8}',
             "--coco", str(coco), "--images", str(coco.parent), "--out", str(out), "--epochs", "2",
-            "--batch-size", "2", "--lr", "0.02", "--warmup-iters", "1", "--workers", "0", "--device", "cpu",
+            "--batch-size", "2", "--lr", "0.005", "--warmup-iters", "1", "--workers", "0", "--device", "cpu",
             "--crop-size", "64", "--scale-jitter", "1,1", "--threads", "1", "--no-amp", "--sensor", "optical",
             "--checkpoint-every", "1"]
 
@@ -59,7 +61,7 @@ def test_torchrun_trains_the_single_process_weights_and_resumes(coco_gray, tmp_p
         assert torch.allclose(distributed[key], value, atol=1e-5, rtol=1e-4), key
     seed_everything(0)  # the trainer's initial weights: training moved them far more than the tolerance
     initial = build_model(load_checkpoint(tmp_path / "single" / "last.pt").spec).state_dict()
-    assert max(float((single[k] - v).abs().max()) for k, v in initial.items() if v.is_floating_point()) > 1e-2
+    assert max(float((single[k] - v).abs().max()) for k, v in initial.items() if v.is_floating_point()) > 1e-3
     state = load_checkpoint(tmp_path / "ddp" / "last.pt").training_state
     assert (state["epoch"], state["iteration"]) == (2, 4) and len(state["torch_rng_ranks"]) == 2
     # rank 0 alone writes: one log record per epoch, one "trained" line

@@ -194,8 +194,10 @@ def test_an_unreachable_scheduler_is_one_line_naming_it(tiny_instance, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
-def test_dask_addresses() -> None:
+def test_dask_addresses(tmp_path) -> None:
     assert local_workers("local:3") == 3 and local_workers("tcp://10.0.0.1:8786") is None
     for bad in ("local:0", "local:two", "local", "example.org:8786"):
         with pytest.raises(UserError, match="local:N"), dask_client(bad):
             pass
+    with pytest.raises(UserError, match="scheduler file not found"), dask_client(str(tmp_path / "sched.json")):
+        pass
