@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -56,8 +57,10 @@ def dask_client(address: str, connect_timeout_s: float | None = None) -> Iterato
     try:
         if n_local:
             stack.enter_context(dask.config.set({"temporary-directory": str(scratch)}))  # lock files too
-            cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, silence_logs=logging.ERROR, local_directory=str(scratch))
+            with _sigint_ignored():
+                cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, silence_logs=logging.ERROR,
+                                       local_directory=str(scratch))
             client = Client(cluster)
         else:
             client = _connect(address, connect_timeout_s)
@@ -71,6 +74,21 @@ def dask_client(address: str, connect_timeout_s: float | None = None) -> Iterato
         stack.close()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a LocalCluster starts its worker processes, which inherit that: Ctrl-C in a terminal
+    reaches the whole process group, and only the client must act on it (it cancels and stops the workers)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _connect(address: str, timeout_s: float | None):

@@ -71,6 +71,7 @@ class ModelCache(WorkerPlugin):
 
     def __init__(self) -> None:
         self.predictors: dict[ModelRef, tuple[Any, threading.Lock]] = {}
+        self.loads = 0  # models loaded by this worker so far
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -87,6 +88,7 @@ class ModelCache(WorkerPlugin):
         with self._lock:
             if ref not in self.predictors:
                 self.predictors[ref] = (load_predictor(ref), threading.Lock())
+                self.loads += 1
             return self.predictors[ref]
 
 
@@ -113,6 +115,11 @@ def _cache() -> ModelCache:
         return get_worker().plugins[PLUGIN_NAME]
     except (ValueError, KeyError):
         return ModelCache()
+
+
+def model_loads() -> int:
+    """Runs on a worker (`client.run(model_loads)`): how many models its ModelCache has loaded."""
+    return _cache().loads
 
 
 def _worker_address() -> str:

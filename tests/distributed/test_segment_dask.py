@@ -22,7 +22,7 @@ from engine.checkpoint import load_checkpoint
 from engine.cli import main
 from engine.distributed.cluster import dask_client, local_workers
 from engine.distributed.segment import DaskOptions, segment_rasters_dask, tile_groups
-from engine.distributed.work import ModelRef
+from engine.distributed.work import ModelRef, model_loads
 from engine.errors import UserError
 from engine.inference.predictor import Predictor
 from engine.inference.rasters import RasterJob
@@ -84,6 +84,7 @@ def test_dask_writes_the_single_process_features(dask_cluster, tiny_instance, ti
 
     progress = _Progress()
     out = tmp_path / "dask.gpkg"
+    loads_before = dask_cluster.run(model_loads)
     run = segment_rasters_dask(dask_cluster, [RasterJob(str(raster), out)], ModelRef(str(checkpoint)),
                                load_checkpoint(checkpoint).spec, model_label="m", progress=progress,
                                dask=DaskOptions(group_tiles=2))
@@ -93,6 +94,9 @@ def test_dask_writes_the_single_process_features(dask_cluster, tiny_instance, ti
     assert progress.tiles == 12 and progress.advances[-1] == (12, 12)
     assert [d for d, _ in progress.advances] == sorted(d for d, _ in progress.advances)
     assert run.stats.tasks == 6 and run.stats.tiles == 12 and run.stats.bytes_from_workers > 0
+    loads = dask_cluster.run(model_loads)  # each worker loaded the model once for its 3 or so tasks
+    new = [n - loads_before.get(worker, 0) for worker, n in loads.items()]
+    assert max(new) == 1 and min(new) >= 0
     # features that joined views from two tasks: across the column boundary of the groups (tiles 0-1 | 2-3)
     # and across the row boundary
     tiles = tile_grid(300, 400, 128, 32)
