@@ -6,8 +6,9 @@
 For each size: a synthetic SAR scene (benchmarks.make_large_scene, cached), then, each in a fresh process (so
 each peak RSS is its own): ``segment_raster`` with ``--threads`` torch threads, and ``segment_rasters_dask`` on
 ``local:--workers`` (worker processes of 1 thread each; the scheduler runs in the client process, as with
-``rsseg segment --dask local:N``). Reported per size: wall time of each and the speed-up (single / Dask), the
-cluster's start-up (not in the Dask wall time), the workers' summed model time, the scheduling overhead
+``rsseg segment --dask local:N``). Both wall times start with the model loaded (the workers load it in a
+warm-up). Reported per size: wall time of each and the speed-up (single / Dask), the cluster's start-up and
+the workers' model load (not in the Dask wall time), the workers' summed model time, the scheduling overhead
 (Dask wall - summed model time / workers), bytes per tile to and from the workers (pickled task and result),
 peak RSS of the single process, of the Dask client and of each worker, and whether the two outputs hold the same
 features (same geometry and attributes, in order; the workers' 1-thread model can round differently from a
@@ -54,21 +55,26 @@ def run_dask(scene: str, out: str, model: str, workers: int, group_tiles: int) -
     """`scene` on a LocalCluster of `workers` processes (1 thread each), driven from this process."""
     from engine.distributed.cluster import dask_client
     from engine.distributed.segment import DaskOptions, segment_rasters_dask
-    from engine.distributed.work import ModelRef
+    from engine.distributed.work import ModelCache, ModelRef, warm_up
     from engine.inference.rasters import RasterJob
     from engine.zoo import resolve_model
 
     label, ckpt = resolve_model(model)
+    ref = ModelRef(model, threads=1)
     begin = time.perf_counter()
     with dask_client(f"local:{workers}") as client:
         started = time.perf_counter() - begin
+        client.register_plugin(ModelCache(), name=ModelCache.name)
+        client.run(warm_up, ref)  # workers import torch and load the model, as the single process did before its timer
+        warmed = time.perf_counter() - begin - started
         start = time.perf_counter()
-        run = segment_rasters_dask(client, [RasterJob(scene, Path(out))], ModelRef(model, threads=1), ckpt.spec,
-                                   model_label=label, dask=DaskOptions(group_tiles=group_tiles))
+        run = segment_rasters_dask(client, [RasterJob(scene, Path(out))], ref, ckpt.spec, model_label=label,
+                                   dask=DaskOptions(group_tiles=group_tiles))
         wall = time.perf_counter() - start
         worker_rss = client.run(_peak_rss_mb)
     stats, result = run.stats, run.results[0]
-    return {"wall_s": wall, "cluster_start_s": started, "tiles": result.tiles, "objects": result.features,
+    return {"wall_s": wall, "cluster_start_s": started, "warm_up_s": warmed, "tiles": result.tiles,
+            "objects": result.features,
             "forward_s": sum(stats.forward_seconds.values()), "forward_s_per_worker": stats.forward_seconds,
             "task_s_per_worker": stats.task_seconds, "tasks": stats.tasks, "workers": stats.workers,
             "bytes_to_workers": stats.bytes_to_workers, "bytes_from_workers": stats.bytes_from_workers,
@@ -110,14 +116,14 @@ def summarise(row: dict) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["scene (px)", "tiles", "single wall (s)", "Dask wall (s)", "speed-up", "cluster start (s)",
+    head = ["scene (px)", "tiles", "single wall (s)", "Dask wall (s)", "speed-up", "cluster start + model load (s)",
             "worker model time (s)", "scheduling overhead (s)", "bytes/tile to / from workers",
             "single RSS (MB)", "client RSS (MB)", "worker RSS (MB)", "same features"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         s, d, m = r["single"], r["dask"], r["derived"]
         cells = [f"{r['size']} x {r['size']}", str(d["tiles"]), f"{s['wall_s']:.1f}", f"{d['wall_s']:.1f}",
-                 f"{m['speed_up']:.2f}x", f"{d['cluster_start_s']:.1f}",
+                 f"{m['speed_up']:.2f}x", f"{d['cluster_start_s']:.1f} + {d['warm_up_s']:.1f}",
                  " + ".join(f"{v:.1f}" for v in d["forward_s_per_worker"].values()), f"{m['overhead_s']:.1f}",
                  f"{m['bytes_to_per_tile']:.0f} / {m['bytes_from_per_tile']:.0f}", f"{s['peak_rss_mb']:.0f}",
                  f"{d['peak_rss_mb']:.0f}", " / ".join(f"{v:.0f}" for v in d["worker_peak_rss_mb"]),

@@ -339,6 +339,7 @@ def _run_local(args: argparse.Namespace, jobs, label: str, ckpt, options, report
 def _run_dask(args: argparse.Namespace, jobs, label: str, ckpt, options, reporter) -> list:
     from engine.distributed.cluster import dask_client
     from engine.distributed.segment import segment_rasters_dask
+    from engine.distributed.signals import signals_cancel
     from engine.distributed.work import ModelRef
     from engine.zoo import DEFAULT_MODEL, shipped_models
 
@@ -346,10 +347,12 @@ def _run_dask(args: argparse.Namespace, jobs, label: str, ckpt, options, reporte
     model = ModelRef(name if name in shipped_models() else str(Path(name).resolve()), args.input_scale,
                      args.device, args.threads)
     reporter.start_fields["dask"] = args.dask
-    with dask_client(args.dask) as client:
+    with signals_cancel(reporter) as progress, dask_client(args.dask) as client:
+        if progress.cancelled():  # a signal while the cluster started
+            raise Cancelled()
         reporter.start_fields["workers"] = len(client.nthreads())
         return segment_rasters_dask(client, jobs, model, ckpt.spec, options, model_label=label,
-                                    progress=reporter).results
+                                    progress=progress).results
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

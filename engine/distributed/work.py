@@ -117,6 +117,13 @@ def _cache() -> ModelCache:
         return ModelCache()
 
 
+def warm_up(ref: ModelRef) -> str:
+    """Runs on a worker (`client.run(warm_up, ref)`, after the ModelCache is registered): import the engine and
+    load `ref` now rather than in the first task (benchmarks time the tasks alone). Returns the device."""
+    predictor, _ = _cache().predictor(ref)
+    return str(predictor.device)
+
+
 def model_loads() -> int:
     """Runs on a worker (`client.run(model_loads)`): how many models its ModelCache has loaded."""
     return _cache().loads
