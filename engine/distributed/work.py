@@ -109,24 +109,24 @@ def load_predictor(ref: ModelRef):
     return Predictor(ckpt, ref.device)
 
 
-def _cache() -> ModelCache:
-    """This worker's ModelCache (a fresh one outside a worker, e.g. when a test calls run_group directly)."""
+def _cache(worker: Any = None) -> ModelCache:
+    """The ModelCache of `worker` (default: the worker running this task; a fresh one outside a worker)."""
     try:
-        return get_worker().plugins[PLUGIN_NAME]
+        return (worker or get_worker()).plugins[PLUGIN_NAME]
     except (ValueError, KeyError):
         return ModelCache()
 
 
-def warm_up(ref: ModelRef) -> str:
-    """Runs on a worker (`client.run(warm_up, ref)`, after the ModelCache is registered): import the engine and
-    load `ref` now rather than in the first task (benchmarks time the tasks alone). Returns the device."""
-    predictor, _ = _cache().predictor(ref)
+def warm_up(ref: ModelRef, dask_worker: Any = None) -> str:
+    """Runs on a worker (`client.run(warm_up, ref)`, after the ModelCache is registered; Dask passes
+    `dask_worker`): load `ref` now rather than in the first task (benchmarks time the tasks alone). -> device."""
+    predictor, _ = _cache(dask_worker).predictor(ref)
     return str(predictor.device)
 
 
-def model_loads() -> int:
+def model_loads(dask_worker: Any = None) -> int:
     """Runs on a worker (`client.run(model_loads)`): how many models its ModelCache has loaded."""
-    return _cache().loads
+    return _cache(dask_worker).loads
 
 
 def _worker_address() -> str:

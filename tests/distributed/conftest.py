@@ -1,5 +1,5 @@
 """Tests of engine.distributed (Dask) and DDP training: marked `distributed` (`make test` runs them; alone:
-`pytest -m distributed`). One LocalCluster of 2 worker processes (1 thread each) serves the whole session;
+`pytest -m distributed`). One LocalCluster of 2 worker processes (1 thread each) serves a test module;
 torch on one thread in this process too, so that single-process and worker outputs are bit for bit comparable."""
 from pathlib import Path
 
@@ -46,9 +46,10 @@ def tiny_semantic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(Checkpoint(spec, build_model(spec).state_dict(), {"note": "random"}, {}), path)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_cluster():
-    """A distributed.Client on a LocalCluster of 2 worker processes, shared by the session."""
+    """A distributed.Client on a LocalCluster of 2 worker processes, shared by a test module (its workers hold
+    models: gone when the module is done)."""
     from engine.distributed.cluster import dask_client
 
     with dask_client("local:2") as client:
