@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 
-.PHONY: setup demo test test-slow test-research lint fixtures package install-plugin benchmark demo-scene \
+.PHONY: setup demo test test-slow test-research lint fixtures package install-plugin benchmark \
+	benchmark-distributed demo-scene \
 	screenshots docs-cli clean
 
 setup:
@@ -31,6 +32,10 @@ test-research: setup
 benchmark: setup
 	$(VENV)/bin/pip install -q -r requirements-bench.txt
 	$(PY) -m benchmarks.benchmark_inference --sizes 2000,8000,16000 --sahi-max-size 16000
+
+# Single process (2 threads) vs `--dask local:2` (2 workers of 1 thread) on 8k and 16k scenes (docs/cluster.md).
+benchmark-distributed: setup
+	$(PY) -m benchmarks.benchmark_distributed --sizes 8000,16000 --workers 2 --threads 2
 
 package: setup
 	$(PY) -m scripts.package_plugin

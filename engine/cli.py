@@ -21,7 +21,8 @@ DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model on a COCO instance dataset (semantic architectures: class maps)")
+    p = sub.add_parser("train", help="train a model on a COCO instance dataset (semantic architectures: class maps); "
+                                     "under torchrun --nproc_per_node N: DistributedDataParallel")
     p.add_argument("--coco", required=True, help="training COCO json")
     p.add_argument("--images", required=True, help="folder with the training images")
     p.add_argument("--val-coco", help="validation COCO json (evaluated each --eval-every epochs)")
@@ -45,7 +46,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--description", default="")
     p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=2, help="images per step (under torchrun: over all processes)")
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--weight-decay", type=float, default=1e-4)
@@ -66,6 +67,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="ITERS",
                    help="save OUT/last.pt every ITERS iterations inside an epoch, for resume (0: epoch ends only)")
     p.add_argument("--max-iters-per-epoch", type=int, default=0)
+    p.add_argument("--stop-at", type=int, metavar="ITERS",
+                   help="stop after ITERS iterations in all, last.pt saved there (run again to resume), e.g. to fit "
+                        "a cluster job's time limit")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
@@ -82,10 +86,16 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("segment", help="segment a raster into polygons (GeoPackage, Shapefile, GeoJSON)")
-    p.add_argument("raster", help="input raster (GeoTIFF or anything GDAL reads)")
+    p = sub.add_parser("segment", help="segment rasters into polygons (GeoPackage, Shapefile, GeoJSON)")
+    p.add_argument("rasters", nargs="+", metavar="RASTER",
+                   help="input raster (GeoTIFF or anything GDAL reads); several: paths, globs ('scenes/*.tif') or "
+                        "@FILE with one path or GDAL URI per line")
     p.add_argument("--model", default=None, help="shipped model name or checkpoint path (default: %(default)s)")
-    p.add_argument("--out", required=True, help="output vector file: .gpkg, .shp or .geojson")
+    p.add_argument("--out", required=True, help="output vector file: .gpkg, .shp or .geojson; with several rasters "
+                                                "(or an existing folder) a folder getting NAME.gpkg per raster")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run the tiles on Dask: local:N (N worker processes on this machine) or a running "
+                        "scheduler, tcp://HOST:8786 (see docs/cluster.md)")
     p.add_argument("--bands", help="comma-separated 1-based raster bands fed to the model (default: all)")
     p.add_argument("--score-threshold", type=float, help="minimum score (default: the model's)")
     p.add_argument("--mask-threshold", type=float, help="mask probability threshold (default: the model's)")
@@ -231,37 +241,118 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise
 
 
+def _segment_options(args: argparse.Namespace):
+    from engine.inference.segment import SegmentOptions
+
+    return SegmentOptions(
+        tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
+        mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
+        simplify=args.simplify, min_area=args.min_area, extent=_extent(args.extent), tile_grid=args.tile_grid,
+        resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance, value_range=_value_range(args.value_range),
+        sar_input=args.sar_input, duplicate_containment=args.duplicate_containment,
+    )
+
+
 def _segment(args: argparse.Namespace, reporter) -> int:
+    from engine.inference.rasters import expand_rasters, folder_output
+
+    rasters = expand_rasters(args.rasters)
+    if args.dask or folder_output(rasters, args.out):
+        return _segment_many(args, rasters, reporter)
+    return _segment_one(args, rasters[0], reporter)
+
+
+def _segment_one(args: argparse.Namespace, raster: str, reporter) -> int:
+    """One raster into one file, in this process."""
     from engine.inference.predictor import Predictor
-    from engine.inference.segment import SegmentOptions, segment_raster
+    from engine.inference.segment import segment_raster
     from engine.zoo import DEFAULT_MODEL
 
-    extent = _extent(args.extent)
-    value_range = _value_range(args.value_range)
+    options = _segment_options(args)
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
     label, ckpt = _load_model(args.model or DEFAULT_MODEL, args.input_scale)
     predictor = Predictor(ckpt, args.device)
-    options = SegmentOptions(
-        tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
-        mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
-        simplify=args.simplify, min_area=args.min_area, extent=extent, tile_grid=args.tile_grid,
-        resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance, value_range=value_range,
-        sar_input=args.sar_input, duplicate_containment=args.duplicate_containment,
-    )
     reporter.start_fields = {
-        "raster": args.raster, "model": label, "output": args.out, "device": str(predictor.device),
+        "raster": raster, "model": label, "output": args.out, "device": str(predictor.device),
         "classes": [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes],
     }
-    result = segment_raster(args.raster, args.out, predictor, options, model_label=label, progress=reporter)
+    result = segment_raster(raster, args.out, predictor, options, model_label=label, progress=reporter)
     reporter.done(output=result.output, features=result.features, tiles=result.tiles, seconds=result.seconds,
                   classes=result.class_counts)
     counts = ", ".join(f"{n} {c}" for c, n in result.class_counts.items()) or "no objects"
     print(f"{result.features} objects ({counts}) from {result.tiles} tiles in {result.seconds:.1f} s -> "
           f"{result.output}", file=sys.stderr)
     return 0
+
+
+def _segment_many(args: argparse.Namespace, rasters: list[str], reporter) -> int:
+    """Several rasters (one output each, in a folder), or any on Dask (`--dask`)."""
+    import time
+
+    from engine.inference.rasters import folder_output, make_folder, plan_jobs, remove_if_empty, summary
+    from engine.zoo import DEFAULT_MODEL
+
+    options = _segment_options(args)
+    if options.tile_grid and len(rasters) > 1:
+        raise UserError(f"--tile-grid {options.tile_grid}: works with one raster; segment the rasters one by one "
+                        "to get their tile grids")
+    jobs = plan_jobs(rasters, args.out)
+    label, ckpt = _load_model(args.model or DEFAULT_MODEL, args.input_scale)
+    classes = [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes]
+    reporter.start_fields = {"rasters" if len(jobs) > 1 else "raster": rasters if len(jobs) > 1 else rasters[0],
+                             "model": label, "output": args.out, "classes": classes}
+    start = time.perf_counter()
+    created = make_folder(jobs) if folder_output(rasters, args.out) else None
+    try:
+        if args.dask:
+            results = _run_dask(args, jobs, label, ckpt, options, reporter)
+        else:
+            results = _run_local(args, jobs, label, ckpt, options, reporter)
+    except BaseException:
+        remove_if_empty(created)
+        raise
+    totals = summary(results, time.perf_counter() - start)
+    outputs = [{"raster": job.raster, "output": r.output, "features": r.features} for job, r in zip(jobs, results)]
+    reporter.done(output=args.out if len(jobs) > 1 else results[0].output, **totals, outputs=outputs)
+    counts = ", ".join(f"{n} {c}" for c, n in totals["classes"].items()) or "no objects"
+    print(f"{totals['features']} objects ({counts}) from {totals['tiles']} tiles of {len(jobs)} raster(s) in "
+          f"{totals['seconds']:.1f} s -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _run_local(args: argparse.Namespace, jobs, label: str, ckpt, options, reporter) -> list:
+    from engine.inference.predictor import Predictor
+    from engine.inference.rasters import segment_rasters
+
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    predictor = Predictor(ckpt, args.device)
+    reporter.start_fields["device"] = str(predictor.device)
+    return segment_rasters(jobs, predictor, options, model_label=label, progress=reporter)
+
+
+def _run_dask(args: argparse.Namespace, jobs, label: str, ckpt, options, reporter) -> list:
+    from engine.distributed.cluster import dask_client
+    from engine.distributed.segment import segment_rasters_dask
+    from engine.distributed.signals import signals_cancel
+    from engine.distributed.work import ModelRef
+    from engine.zoo import DEFAULT_MODEL, shipped_models
+
+    name = args.model or DEFAULT_MODEL  # workers load a shipped model from their engine, a checkpoint by its path
+    model = ModelRef(name if name in shipped_models() else str(Path(name).resolve()), args.input_scale,
+                     args.device, args.threads)
+    reporter.start_fields["dask"] = args.dask
+    with signals_cancel(reporter) as progress, dask_client(args.dask) as client:
+        if progress.cancelled():  # a signal while the cluster started
+            raise Cancelled()
+        reporter.start_fields["workers"] = len(client.nthreads())
+        return segment_rasters_dask(client, jobs, model, ckpt.spec, options, model_label=label,
+                                    progress=progress).results
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -350,8 +441,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=not args.no_resume, threads=args.threads, init=args.init, checkpoint_every=args.checkpoint_every,
         sar_augment=args.sar_augment,
     )
-    best = Trainer(spec, cfg, log=lambda m: print(m, file=sys.stderr)).fit()
-    print(f"trained: {best}", file=sys.stderr)
+    trainer = Trainer(spec, cfg, log=lambda m: print(m, file=sys.stderr))  # under torchrun: one rank of a DDP job
+    try:
+        best = trainer.fit(stop_at=args.stop_at)
+    finally:
+        trainer.dist.close()
+    if trainer.dist.is_main:
+        print(f"trained: {best}", file=sys.stderr)
     return 0
 
 

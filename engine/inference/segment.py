@@ -12,7 +12,7 @@ size. Progress, warnings and cancellation come from one injected engine.progress
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +24,11 @@ from engine.inference.pipeline import Consumer, Producer
 from engine.inference.predictor import Predictor
 from engine.progress import NoProgress, Progress
 from engine.raster.input_values import InputScaling, apply_input_scaling, plan_input_scaling
-from engine.raster.source import GsdPolicy, RasterInfo, RasterSource
+from engine.raster.source import GsdPolicy, RasterSource
 from engine.raster.working_grid import accepted_gsd_range
 from engine.spec import ModelSpec
 from engine.tasks import task_of
-from engine.tasks.stage import FeatureSink, TileBatch, WriterSettings
+from engine.tasks.stage import FeatureSink, RowStreamingStage, TileBatch, WriterSettings
 from engine.tiling import Tile, extent_to_window, map_bounds, tile_grid_window
 from engine.vector import VectorWriter
 from engine.vector.tile_grid import write_tile_grid
@@ -94,8 +94,8 @@ def _work_window(raster: str | Path, src: RasterSource, extent: tuple[float, ...
     return window
 
 
-def _read_batches(src: RasterSource, tiles: list[Tile], size: int, spec: ModelSpec,
-                  scaling: InputScaling) -> Iterator[TileBatch]:
+def read_batches(src: RasterSource, tiles: Sequence[Tile], size: int, spec: ModelSpec,
+                 scaling: InputScaling) -> Iterator[TileBatch]:
     """Reader stage: windows -> normalised images; all-nodata tiles are only recorded."""
     for i in range(0, len(tiles), size):
         batch = TileBatch([], [], [], len(tiles[i:i + size]))
@@ -113,9 +113,18 @@ def _read_batches(src: RasterSource, tiles: list[Tile], size: int, spec: ModelSp
         yield batch
 
 
-def _open_source(raster: str | Path, spec: ModelSpec, options: SegmentOptions) -> RasterSource:
+def open_source(raster: str | Path, spec: ModelSpec, options: SegmentOptions) -> RasterSource:
+    """`raster` opened on the working grid for `spec` (GSD policy, bands, extent); UserError when the selected
+    band count is not the model's."""
     accepted = accepted_gsd_range(spec.gsd_m, spec.gsd_range_m, options.gsd_tolerance)
-    return RasterSource(raster, options.bands, GsdPolicy(spec.gsd_m, accepted, options.resample), options.extent)
+    src = RasterSource(raster, options.bands, GsdPolicy(spec.gsd_m, accepted, options.resample), options.extent)
+    if len(src.bands) != spec.bands:
+        src.close()
+        raise UserError(
+            f"raster '{raster}': {len(src.bands)} band(s) selected, model '{spec.name}' expects {spec.bands} "
+            f"({', '.join(spec.band_names)}); choose bands with --bands, e.g. --bands "
+            f"{','.join(str(i + 1) for i in range(spec.bands))}")
+    return src
 
 
 def _plan_scaling(src: RasterSource, spec: ModelSpec, options: SegmentOptions) -> InputScaling:
@@ -124,6 +133,58 @@ def _plan_scaling(src: RasterSource, spec: ModelSpec, options: SegmentOptions) -
                                   options.sar_input)
     except ValueError as exc:
         raise UserError(f"--sar-input: {exc}") from None
+
+
+def resolve_settings(spec: ModelSpec, options: SegmentOptions) -> tuple[int, WriterSettings]:
+    """(tile size, writer settings) with the model's defaults filled in; UserError when overlap >= tile size."""
+    task = task_of(spec)
+    tile_size = options.tile_size or spec.tile_size
+    overlap = spec.overlap if options.overlap is None else options.overlap
+    score_thr = task.default_score_threshold(spec) if options.score_threshold is None else options.score_threshold
+    mask_thr = spec.mask_threshold if options.mask_threshold is None else options.mask_threshold
+    if overlap >= tile_size:
+        raise UserError(f"--overlap {overlap}: must be smaller than the tile size {tile_size}")
+    return tile_size, WriterSettings(
+        overlap=overlap, score_threshold=score_thr, mask_threshold=mask_thr,
+        merge_threshold=options.merge_threshold, duplicate_containment=options.duplicate_containment,
+        min_area=options.min_area, simplify=options.simplify, count_regions=bool(options.tile_grid))
+
+
+def check_outputs(out: str | Path, src: RasterSource, options: SegmentOptions) -> VectorWriter:
+    """The (not yet opened) writer of `out`, after checking that it and the optional tile grid can be written."""
+    try:
+        writer = VectorWriter(out, src.info.crs_wkt, layer_name=Path(out).stem)
+        if options.tile_grid:
+            VectorWriter(options.tile_grid, src.work.crs_wkt, layer_name="tiles")  # checks that destination now
+    except (ValueError, PermissionError) as exc:  # unwritable folder, unsupported extension
+        raise UserError(str(exc)) from None
+    return writer
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """What to run on one raster: its tiles (row-major, working-grid pixels), value scaling, and notes."""
+
+    tiles: list[Tile]
+    scaling: InputScaling
+    notes: list[str]  # resampling / value scaling decisions, one line each
+
+
+def plan_tiles(raster: str | Path, src: RasterSource, spec: ModelSpec, options: SegmentOptions,
+               tile_size: int, overlap: int) -> TilePlan:
+    """The tile grid over the area to segment (all of the working grid, or `options.extent`) and the scaling."""
+    tiles = tile_grid_window(*_work_window(raster, src, options.extent), tile_size, overlap)
+    scaling = _plan_scaling(src, spec, options)
+    return TilePlan(tiles, scaling, [n for n in (src.plan.reason, scaling.reason) if n])
+
+
+def raster_warnings(raster: str | Path, src: RasterSource, spec: ModelSpec, plan: TilePlan) -> list[str]:
+    """The warnings a run on `raster` reports before its first tile (no CRS, resampling, value scaling)."""
+    found = []
+    if not src.info.georeferenced:
+        found.append(f"raster '{raster}' has no CRS: polygons are in pixel coordinates (x=column, y=row) "
+                     f"and areas use the model's ground sample distance {spec.gsd_m} m")
+    return found + [f"raster '{raster}': {note}" for note in plan.notes]
 
 
 def segment_raster(
@@ -148,47 +209,24 @@ def _segment(raster: str | Path, out: str | Path, predictor: Predictor, options:
              progress: Progress) -> SegmentResult:
     spec = predictor.spec
     task = task_of(spec)
-    tile_size = options.tile_size or spec.tile_size
-    overlap = spec.overlap if options.overlap is None else options.overlap
-    score_thr = task.default_score_threshold(spec) if options.score_threshold is None else options.score_threshold
-    mask_thr = spec.mask_threshold if options.mask_threshold is None else options.mask_threshold
-    if overlap >= tile_size:
-        raise UserError(f"--overlap {overlap}: must be smaller than the tile size {tile_size}")
+    tile_size, settings = resolve_settings(spec, options)
     start = time.perf_counter()
     forward_before = predictor.forward_seconds
-    with _open_source(raster, spec, options) as src:
-        info: RasterInfo = src.info
-        if len(src.bands) != spec.bands:
-            raise UserError(
-                f"raster '{raster}': {len(src.bands)} band(s) selected, model '{spec.name}' expects {spec.bands} "
-                f"({', '.join(spec.band_names)}); choose bands with --bands, e.g. --bands "
-                f"{','.join(str(i + 1) for i in range(spec.bands))}")
-        try:
-            writer = VectorWriter(out, info.crs_wkt, layer_name=Path(out).stem)
-            if options.tile_grid:
-                VectorWriter(options.tile_grid, src.work.crs_wkt, layer_name="tiles")  # checks that destination now
-        except (ValueError, PermissionError) as exc:  # unwritable folder, unsupported extension
-            raise UserError(str(exc)) from None
-        tiles = tile_grid_window(*_work_window(raster, src, options.extent), tile_size, overlap)
-        scaling = _plan_scaling(src, spec, options)
-        notes = [n for n in (src.plan.reason, scaling.reason) if n]
+    with open_source(raster, spec, options) as src:
+        writer = check_outputs(out, src, options)
+        plan = plan_tiles(raster, src, spec, options, tile_size, settings.overlap)
+        tiles = plan.tiles
         progress.started(len(tiles))
-        if not info.georeferenced:
-            progress.warning(f"raster '{raster}' has no CRS: polygons are in pixel coordinates (x=column, y=row) "
-                             f"and areas use the model's ground sample distance {spec.gsd_m} m")
-        for note in notes:
-            progress.warning(f"raster '{raster}': {note}")
+        for text in raster_warnings(raster, src, spec, plan):
+            progress.warning(text)
         batch_size = options.batch_size or (8 if predictor.device.type == "cuda" else 1)
-        settings = WriterSettings(
-            overlap=overlap, score_threshold=score_thr, mask_threshold=mask_thr,
-            merge_threshold=options.merge_threshold, duplicate_containment=options.duplicate_containment,
-            min_area=options.min_area, simplify=options.simplify, count_regions=bool(options.tile_grid))
         sink = FeatureSink(writer, src, spec, model_label or spec.name, Path(raster).name)
         stage = task.writer_stage(sink, tiles, settings, progress)
         with writer:
-            reader = Producer(_read_batches(src, tiles, batch_size, spec, scaling), options.queue_depth)
+            reader = Producer(read_batches(src, tiles, batch_size, spec, plan.scaling), options.queue_depth)
             post = Consumer(stage, options.queue_depth)
             try:
+                score_thr = settings.score_threshold
                 with predictor.min_score(score_thr) if score_thr is not None else nullcontext():
                     for batch in reader:
                         if progress.cancelled():
@@ -206,8 +244,13 @@ def _segment(raster: str | Path, out: str | Path, predictor: Predictor, options:
                 raise Cancelled()
             n = writer.count
         if options.tile_grid:
-            records = sorted(stage.records, key=lambda r: (r.tile.row_off, r.tile.col_off))
-            write_tile_grid(options.tile_grid, records, src.work.transform, src.work.crs_wkt)
+            write_stage_tile_grid(options.tile_grid, stage, src)
     return SegmentResult(str(out), n, len(tiles), round(time.perf_counter() - start, 3), stage.counts,
                          stage.peak_pending, stage.tiles_run,
-                         round(predictor.forward_seconds - forward_before, 3), notes)
+                         round(predictor.forward_seconds - forward_before, 3), plan.notes)
+
+
+def write_stage_tile_grid(path: str | Path, stage: RowStreamingStage, src: RasterSource) -> None:
+    """The QA tile grid of a finished stage (its records, sorted row-major) on `src`'s working grid."""
+    records = sorted(stage.records, key=lambda r: (r.tile.row_off, r.tile.col_off))
+    write_tile_grid(path, records, src.work.transform, src.work.crs_wkt)

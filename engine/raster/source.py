@@ -8,6 +8,7 @@ come from the model's ground sample distance.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,16 @@ from engine.raster.working_grid import (
     resampled_grid,
     utm_epsg,
 )
+
+_URI = re.compile(r"^(/vsi[a-z0-9_]+/|[A-Za-z][A-Za-z0-9+.-]*://|[A-Z][A-Z0-9_]+:)")  # driver prefixes: capitals
+
+
+def is_gdal_uri(path: str | Path) -> bool:
+    """True for what GDAL opens but is no local file path: /vsi... paths (/vsis3/bucket/key.tif, /vsicurl/...),
+    URLs (https://host/x.tif) and driver-prefixed subdatasets (NETCDF:"file.nc":var). Windows drive letters
+    (C:/...) are paths."""
+    text = str(path)
+    return bool(_URI.match(text)) and not re.match(r"^[A-Za-z]:[\\/]", text)
 
 
 @dataclass(frozen=True)
@@ -70,8 +81,8 @@ class RasterSource:
 
     def __init__(self, path: str | Path, bands: list[int] | None = None, gsd: GsdPolicy | None = None,
                  extent: tuple[float, float, float, float] | None = None) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
+        self.path: str | Path = str(path) if is_gdal_uri(path) else Path(path)
+        if isinstance(self.path, Path) and not self.path.exists():
             raise UserError(f"raster '{path}': file not found")
         try:
             with warnings.catch_warnings():

@@ -72,6 +72,12 @@ class Task(ABC):
         """The score cut when segment is given none (None: keep everything)."""
 
     @abstractmethod
+    def tile_result(self, spec: ModelSpec, settings: WriterSettings, area: tuple[int, int, int, int], tile: Tile,
+                    output: dict[str, np.ndarray], valid: np.ndarray | None) -> Any:
+        """One tile's converted output -> the compact, picklable result its writer stage's `add_result` takes
+        (`area`: the tiled area (row0, col0, row1, col1); what a Dask worker sends back, engine.distributed)."""
+
+    @abstractmethod
     def writer_stage(self, sink: FeatureSink, tiles: Sequence[Tile], settings: WriterSettings,
                      progress: Progress) -> RowStreamingStage:
         """segment_raster's writer stage for this task's outputs."""

@@ -3,12 +3,14 @@
 Model contract (torchvision's): train mode returns a dict of named losses; eval mode one dict per image
 {"boxes" [N,4] xyxy, "labels" [N] in 1..K, "scores" [N], "masks" [N,1,H,W] probabilities}.
 Trained on CocoInstanceDataset, evaluated by COCO box/mask AP (best.pt: mask AP). In segment, each
-tile's detections become Instances in raster pixels and go through the streaming seam merge (an object
-is written once no later tile can touch it).
+tile's detections become Instances in raster pixels (a tile result: PackedInstances, masks cropped to their
+boxes and bit-packed) and go through the streaming seam merge (an object is written once no later tile can
+touch it).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,51 @@ def tile_instances(output: dict[str, np.ndarray], tile: Tile, score_threshold: f
     return found
 
 
+@dataclass(frozen=True)
+class PackedInstances:
+    """One tile's Instances, compact and picklable (a Dask worker's tile result): masks cropped to their boxes,
+    bit-packed and concatenated. `unpack(tile)` gives back the same Instances (window and core from `tile`)."""
+
+    class_ids: np.ndarray  # [N] int64
+    scores: np.ndarray  # [N] float64, exactly the Instances' scores
+    boxes: np.ndarray  # [N, 4] int64: row_off, col_off, height, width of each mask in raster pixels
+    truncated: np.ndarray  # [N] bool
+    bits: np.ndarray  # uint8: np.packbits of each mask (row-major), one after the other
+
+    @classmethod
+    def pack(cls, instances: Sequence[Instance]) -> PackedInstances:
+        bits = [np.packbits(inst.mask) for inst in instances]
+        return cls(np.array([i.class_id for i in instances], np.int64), np.array([i.score for i in instances]),
+                   np.array([(i.row_off, i.col_off, *i.mask.shape) for i in instances], np.int64).reshape(-1, 4),
+                   np.array([i.truncated for i in instances], bool),
+                   np.concatenate(bits) if bits else np.zeros(0, np.uint8))
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    def unpack(self, tile: Tile) -> list[Instance]:
+        window = (tile.row_off, tile.col_off, tile.row_off + tile.height, tile.col_off + tile.width)
+        found, start = [], 0
+        for class_id, score, (row_off, col_off, h, w), truncated in zip(self.class_ids, self.scores, self.boxes,
+                                                                        self.truncated):
+            n = (int(h) * int(w) + 7) // 8
+            mask = np.unpackbits(self.bits[start:start + n], count=int(h) * int(w)).reshape(int(h), int(w)) > 0
+            start += n
+            found.append(Instance(int(class_id), float(score), mask, int(row_off), int(col_off), window=window,
+                                  core=tile.core, truncated=bool(truncated)))
+        return found
+
+
+def instance_tile_result(output: dict[str, np.ndarray], tile: Tile, settings: WriterSettings,
+                         area: tuple[int, int, int, int]) -> PackedInstances:
+    """One tile's detections -> its kept Instances (`tile_instances`, then nested half-object duplicates dropped),
+    packed."""
+    if settings.score_threshold is None:
+        raise ValueError("instance models need a score threshold")
+    found = tile_instances(output, tile, settings.score_threshold, settings.mask_threshold, area)
+    return PackedInstances.pack(suppress_nested_duplicates(found, settings.duplicate_containment))
+
+
 class InstanceStage(RowStreamingStage):
     """Per tile: detections -> Instances (nested half-object duplicates dropped) -> streaming seam merge;
     each merged object -> one polygon (its mask traced on the working grid)."""
@@ -72,11 +119,12 @@ class InstanceStage(RowStreamingStage):
     def peak_pending(self) -> int:
         return self.merger.peak_pending
 
-    def add_tile(self, tile: Tile, output: dict[str, np.ndarray], valid: np.ndarray | None) -> int:
-        found = tile_instances(output, tile, self.score_threshold, self.settings.mask_threshold, self.area)
-        found = suppress_nested_duplicates(found, self.settings.duplicate_containment)
-        self.merger.add(found)
-        return len(found)
+    def tile_result(self, tile: Tile, output: dict[str, np.ndarray], valid: np.ndarray | None) -> PackedInstances:
+        return instance_tile_result(output, tile, self.settings, self.area)
+
+    def add_result(self, tile: Tile, result: PackedInstances) -> int:
+        self.merger.add(result.unpack(tile))
+        return len(result)
 
     def release(self, frontier: int | None) -> Iterator[Feature]:
         transform = self.sink.src.work.transform
@@ -112,6 +160,10 @@ class InstanceTask(Task):
 
     def default_score_threshold(self, spec: ModelSpec) -> float:
         return spec.score_threshold
+
+    def tile_result(self, spec: ModelSpec, settings: WriterSettings, area: tuple[int, int, int, int], tile: Tile,
+                    output: dict[str, np.ndarray], valid: np.ndarray | None) -> PackedInstances:
+        return instance_tile_result(output, tile, settings, area)
 
     def writer_stage(self, sink: FeatureSink, tiles: Sequence[Tile], settings: WriterSettings,
                      progress: Progress) -> InstanceStage:

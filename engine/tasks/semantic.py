@@ -24,6 +24,7 @@ cores it overlaps, merged = joined across strips).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,35 @@ from engine.tiling import Tile
 from engine.vector.components import Component, StripVectoriser, class_map, core_cells, count_components
 
 
+@dataclass(frozen=True)
+class SemanticTileResult:
+    """One tile's class probabilities and validity, picklable (a Dask worker's tile result). The probabilities
+    stay float32, as the model gave them: the client blends them in the single-process order, so the stitched
+    map is the same to the bit."""
+
+    probs: np.ndarray  # [K+1, h, w] float32
+    valid_bits: np.ndarray | None  # np.packbits of the [h, w] bool validity; None: every pixel valid
+    regions: int  # connected class regions in the tile (QA grid; 0 unless counted)
+
+    def valid(self) -> np.ndarray | None:
+        """[h, w] bool validity, None when every pixel is valid."""
+        if self.valid_bits is None:
+            return None
+        h, w = self.probs.shape[1:]
+        return np.unpackbits(self.valid_bits, count=h * w).reshape(h, w) > 0
+
+
+def semantic_tile_result(output: dict[str, np.ndarray], tile: Tile, valid: np.ndarray | None, spec: ModelSpec,
+                         settings: WriterSettings) -> SemanticTileResult:
+    """One tile's model output -> its probabilities (shape checked), packed validity and region count (QA)."""
+    probs, channels = output["probs"], spec.num_classes + 1
+    if probs.shape != (channels, tile.height, tile.width):
+        raise ValueError(f"model '{spec.name}' returned probs {probs.shape} for a tile of "
+                         f"{tile.height}x{tile.width} with {channels - 1} classes")
+    return SemanticTileResult(probs, None if valid is None else np.packbits(valid),
+                              count_components(probs) if settings.count_regions else 0)
+
+
 class SemanticStage(RowStreamingStage):
     """Per tile: probabilities [K+1,h,w] blended into the strip; final rows -> class components -> polygons."""
 
@@ -59,16 +89,16 @@ class SemanticStage(RowStreamingStage):
         """Most components held at once across a strip boundary."""
         return self.components.peak_pending
 
-    def add_tile(self, tile: Tile, output: dict[str, np.ndarray], valid: np.ndarray | None) -> int:
-        probs = output["probs"]
-        if probs.shape != (self.channels, tile.height, tile.width):
-            raise ValueError(f"model '{self.sink.spec.name}' returned probs {probs.shape} for a tile of "
-                             f"{tile.height}x{tile.width} with {self.channels - 1} classes")
+    def tile_result(self, tile: Tile, output: dict[str, np.ndarray], valid: np.ndarray | None) -> SemanticTileResult:
+        return semantic_tile_result(output, tile, valid, self.sink.spec, self.settings)
+
+    def add_result(self, tile: Tile, result: SemanticTileResult) -> int:
         weights = tile_weights(tile, self.settings.overlap, self.area)
+        valid = result.valid()
         if valid is not None:
             weights = weights * valid
-        self.stitcher.add(tile, probs, weights)
-        return count_components(probs) if self.settings.count_regions else 0
+        self.stitcher.add(tile, result.probs, weights)
+        return result.regions
 
     def release(self, frontier: int | None) -> Iterator[Feature]:
         row0, probs = self.stitcher.release(frontier)
@@ -115,6 +145,10 @@ class SemanticTask(Task):
 
     def default_score_threshold(self, spec: ModelSpec) -> None:
         return None
+
+    def tile_result(self, spec: ModelSpec, settings: WriterSettings, area: tuple[int, int, int, int], tile: Tile,
+                    output: dict[str, np.ndarray], valid: np.ndarray | None) -> SemanticTileResult:
+        return semantic_tile_result(output, tile, valid, spec, settings)
 
     def writer_stage(self, sink: FeatureSink, tiles: Sequence[Tile], settings: WriterSettings,
                      progress: Progress) -> SemanticStage:

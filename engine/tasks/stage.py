@@ -1,17 +1,19 @@
 """The writer stage of segment_raster, shared by every task: per-tile model outputs in row-major order ->
 features written as soon as no later tile can change them.
 
-A task's stage implements two steps: `add_tile` (one tile's output into its merge state; returns the
-tile's prediction count for the QA grid) and `release(frontier)` (the features whose rows lie above
-`frontier` are final). The base keeps the bookkeeping: the frontier after each batch (the smallest
-window row of the tiles still to come), progress, one QA record per tile and the feature count per
-class, and writes every feature through the one typed `write_feature`.
+A task's stage implements three steps: `tile_result` (one tile's model output -> a compact, picklable
+result; pure, so a Dask worker computes it where the model ran: engine.distributed), `add_result` (that
+result into the merge state; returns the tile's prediction count for the QA grid) and `release(frontier)`
+(the features whose rows lie above `frontier` are final). The base keeps the bookkeeping: the frontier
+after each batch (the smallest window row of the tiles still to come), progress, one QA record per tile
+and the feature count per class, and writes every feature through the one typed `write_feature`.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from rasterio.warp import transform_geom
@@ -93,7 +95,8 @@ def write_feature(sink: FeatureSink, feature: Feature) -> str:
 
 
 class RowStreamingStage(ABC):
-    """Writer stage: `__call__(batch)` for each TileBatch, in the tiles' row-major order (a pipeline thread)."""
+    """Writer stage: `__call__(batch)` for each TileBatch (or `add_results` with results computed elsewhere), in
+    the tiles' row-major order (a pipeline thread)."""
 
     def __init__(self, sink: FeatureSink, tiles: Sequence[Tile], settings: WriterSettings,
                  progress: Progress) -> None:
@@ -105,8 +108,17 @@ class RowStreamingStage(ABC):
         self.counts: dict[str, int] = {}  # features written per class name
 
     @abstractmethod
+    def tile_result(self, tile: Tile, output: dict[str, np.ndarray], valid: np.ndarray | None) -> Any:
+        """One run tile's model output (`valid`: [h,w] bool, None = all valid) -> its compact, picklable result.
+        Depends only on the settings, the tiled area and the spec (what a Dask worker computes)."""
+
+    @abstractmethod
+    def add_result(self, tile: Tile, result: Any) -> int:
+        """Take one run tile's `tile_result` into the merge state -> its prediction count (QA)."""
+
     def add_tile(self, tile: Tile, output: dict[str, np.ndarray], valid: np.ndarray | None) -> int:
-        """Take one run tile's output (`valid`: [h,w] bool, None = all valid) -> its prediction count (QA)."""
+        """Take one run tile's model output -> its prediction count (QA)."""
+        return self.add_result(tile, self.tile_result(tile, output, valid))
 
     @abstractmethod
     def release(self, frontier: int | None) -> Iterable[Feature]:
@@ -123,10 +135,17 @@ class RowStreamingStage(ABC):
         return sum(r.status == "run" for r in self.records)
 
     def __call__(self, batch: TileBatch) -> None:
-        self.records.extend(TileRecord(t, "nodata", 0) for t in batch.skipped)
-        for tile, output, valid in zip(batch.tiles, batch.outputs or [], batch.valid):
-            self.records.append(TileRecord(tile, "run", self.add_tile(tile, output, valid)))
-        self.done += batch.size
+        results = [self.tile_result(tile, output, valid)
+                   for tile, output, valid in zip(batch.tiles, batch.outputs or [], batch.valid)]
+        self.add_results(batch.tiles, results, batch.skipped, batch.size)
+
+    def add_results(self, tiles: Sequence[Tile], results: Sequence[Any], skipped: Sequence[Tile], size: int) -> None:
+        """The next `size` tiles in row-major order: `tiles` run with their `tile_result`s, `skipped` all nodata.
+        Writes what became final and reports progress."""
+        self.records.extend(TileRecord(t, "nodata", 0) for t in skipped)
+        for tile, result in zip(tiles, results):
+            self.records.append(TileRecord(tile, "run", self.add_result(tile, result)))
+        self.done += size
         frontier = self.frontiers[self.done] if self.done < self.total else None
         if frontier != self.last_frontier:  # a tile row is complete (None: all are): write what is final
             for feature in self.release(frontier):

@@ -1,5 +1,6 @@
 """Training loop: SGD/AdamW, warmup + step/cosine schedule, gradient clipping, AMP on CUDA,
 checkpoint every epoch with resume, seeded, tqdm bar with the loss, JSON-lines log, loss-curve PNG.
+Under torchrun, DistributedDataParallel with the same global batches (engine.training.ddp); rank 0 writes.
 
 The model's task (engine.tasks) gives the datasets, the evaluator and the validation score best.pt is
 chosen by (instance: mask AP on CocoInstanceDataset; semantic: mIoU, trained on class maps).
@@ -29,6 +30,7 @@ from engine.models import build_model
 from engine.spec import ModelSpec
 from engine.tasks import Task, task_of
 from engine.tasks.base import format_headline
+from engine.training.ddp import DistributedContext, rank_batches, wrap
 
 
 @dataclass
@@ -106,13 +108,15 @@ class Trainer:
     """`Trainer(spec, cfg).fit()` -> path of the best checkpoint."""
 
     def __init__(self, spec: ModelSpec, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
-        self.spec, self.cfg, self.log = spec, cfg, log
+        self.dist = DistributedContext.from_environment(cfg.device)  # one process unless under torchrun
+        self.spec, self.cfg = spec, cfg
+        self.log = log if self.dist.is_main else (lambda message: None)
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = pick_device(cfg.device)
+        self.device = pick_device(self.dist.device(cfg.device))
         self.task: Task = task_of(spec)
         zoom = spec.input_scale  # scale jitter is around the zoom the model works at
         self.train_set = self.task.train_dataset(
@@ -140,16 +144,21 @@ class Trainer:
         elif cfg.init:
             target = load_initial_weights(self.model, cfg.init)
             self.log(f"initial weights from {cfg.init} -> {target}")
+        self.net = wrap(self.model, self.dist, self.device)  # what trains: DDP over the model under torchrun
+        self.batch_weights: list[float] = []  # this rank's loss weight per batch of the current loader
 
     def _loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
-        """This epoch's batches from `start_batch` on. The order is a seeded permutation per epoch and every
-        item's augmentation is seeded by (seed, epoch, item), so a resumed epoch sees exactly the same data."""
+        """This epoch's batches from `start_batch` on (under torchrun: this rank's part of each global batch, its
+        loss weights in `batch_weights`). The order is a seeded permutation per epoch and every item's
+        augmentation is seeded by (seed, epoch, item), so a resumed epoch sees exactly the same data."""
         epoch_seed = self.cfg.seed * 100_003 + self.epoch
         order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(epoch_seed)).tolist()
         self.train_set.sample_seed = epoch_seed
+        batches, self.batch_weights = rank_batches(order, self.cfg.batch_size, start_batch, self.dist.rank,
+                                                   self.dist.world_size)
         return torch.utils.data.DataLoader(
-            self.train_set, batch_size=self.cfg.batch_size, sampler=order[start_batch * self.cfg.batch_size:],
-            collate_fn=collate, num_workers=self.cfg.workers, worker_init_fn=_worker_init, persistent_workers=False,
+            self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=self.cfg.workers,
+            worker_init_fn=_worker_init, persistent_workers=False,
             generator=torch.Generator().manual_seed(epoch_seed),  # workers' base seed: keeps torch's global RNG
         )
 
@@ -165,14 +174,18 @@ class Trainer:
             self.optim.load_state_dict(state["optimizer"])
         self.epoch, self.iteration = state.get("epoch", 0), state.get("iteration", 0)
         self.batch_in_epoch = state.get("batch_in_epoch", 0)
-        if "torch_rng" in state:
+        ranks = state.get("torch_rng_ranks")  # one per rank of a torchrun job
+        if ranks and len(ranks) == self.dist.world_size:
+            torch.set_rng_state(ranks[self.dist.rank])
+        elif "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
         if "scaler" in state and self.use_amp:
             self.scaler.load_state_dict(state["scaler"])
         self.best_score = state.get("best_score", state.get("best_ap", -1.0))  # best_ap: older runs
         self.history = json.loads(state.get("history", "[]"))
         # records logged after this checkpoint (a run killed between saves) are trained again: drop them
-        (self.out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.history))
+        if self.dist.is_main:
+            (self.out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.history))
         self.log(f"resumed from {path} at epoch {self.epoch}, iteration {self.iteration}")
 
     def _provenance(self) -> dict[str, Any]:
@@ -183,16 +196,24 @@ class Trainer:
         }
 
     def _save(self, name: str, metrics: dict[str, Any], with_state: bool) -> Path:
+        """Rank 0 writes OUT/name (every rank calls it for a resumable save: their RNG states are gathered)."""
+        rngs = self.dist.gather(torch.get_rng_state()) if with_state else None
+        if not self.dist.is_main:
+            return self.out / name
         state = None
         if with_state:
             state = {"optimizer": self.optim.state_dict(), "epoch": self.epoch, "iteration": self.iteration,
                      "batch_in_epoch": self.batch_in_epoch, "torch_rng": torch.get_rng_state(),
                      "scaler": self.scaler.state_dict(), "best_score": self.best_score,
                      "history": json.dumps(self.history)}
+            if self.dist.enabled:
+                state["torch_rng_ranks"] = rngs
         ckpt = Checkpoint(self.spec, self.model.state_dict(), self._provenance(), metrics, state)
         return save_checkpoint(ckpt, self.out / name)
 
     def _write_log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         self.history.append(record)
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -206,8 +227,9 @@ class Trainer:
         steps_iters = [s * per_epoch for s in self.cfg.steps]
         running = 0.0
         bar = tqdm(total=per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
-                   dynamic_ncols=True, leave=True)
-        for k, (images, targets) in enumerate(self._loader(self.batch_in_epoch), start=self.batch_in_epoch):
+                   dynamic_ncols=True, leave=True, disable=not self.dist.is_main)
+        first = self.batch_in_epoch
+        for k, (images, targets) in enumerate(self._loader(first), start=first):
             if k >= per_epoch:
                 break
             factor = lr_factor(self.iteration, total_iters, self.cfg.warmup_iters, self.cfg.schedule, steps_iters)
@@ -216,12 +238,14 @@ class Trainer:
             images = [im.to(self.device) for im in images]
             targets = [{k2: (v.to(self.device) if torch.is_tensor(v) else v) for k2, v in t.items()} for t in targets]
             with torch.autocast(self.device.type, enabled=self.use_amp):
-                losses = self.model(images, targets)
-            loss = sum(losses.values())
+                losses = self.net(images, targets)
+            weight = self.batch_weights[k - first]  # this rank's share of the global batch (1.0 in one process)
+            total = sum(losses.values())
+            loss = self.dist.mean(total.detach() * weight)  # the global batch's loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at iteration {self.iteration}; lower --lr")
             self.optim.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(total * weight).backward()
             self.scaler.unscale_(self.optim)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
             self.scaler.step(self.optim)
@@ -232,10 +256,11 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}", lr=f"{self.cfg.lr * factor:.2e}")
             if self.iteration % 20 == 0:
+                parts = self.dist.mean(torch.stack([v.detach().float() * weight for v in losses.values()]))
                 self._write_log({"type": "train", "epoch": self.epoch, "iteration": self.iteration,
                                  "lr": self.cfg.lr * factor, "loss": loss.item(),
                                  "elapsed_s": round(time.monotonic() - self.started, 2),
-                                 **{n: round(v.item(), 5) for n, v in losses.items()}})
+                                 **{n: round(v.item(), 5) for n, v in zip(losses, parts)}})
             stopping = stop_at is not None and self.iteration >= stop_at
             if stopping or (self.cfg.checkpoint_every and self.iteration % self.cfg.checkpoint_every == 0
                             and self.batch_in_epoch < per_epoch):
@@ -258,18 +283,20 @@ class Trainer:
             metrics: dict[str, Any] = {"train_loss": round(loss, 5)}
             evaluate_now = self.val_set is not None and (
                 self.epoch == self.cfg.epochs or (self.cfg.eval_every and self.epoch % self.cfg.eval_every == 0))
-            if evaluate_now:
+            if evaluate_now and self.dist.is_main:  # under torchrun the other ranks wait in the save's gather
                 metrics["val"] = self.task.evaluate(self.model, self.val_set, self.device,
                                                     input_scale=self.spec.input_scale)
                 self.model.train()
                 score = self.task.validation_score(metrics["val"])
                 self.log(f"epoch {self.epoch}: val {format_headline(self.task.headline(metrics['val']), 2)}")
             self._write_log({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration, **metrics})
-            if evaluate_now and score > self.best_score:
+            if evaluate_now and self.dist.is_main and score > self.best_score:
                 self.best_score = score
                 self._save("best.pt", metrics, with_state=False)
             self._save("last.pt", metrics, with_state=True)
-            plot_loss_curve(self.out / "log.jsonl", self.out / "loss.png", self.task)
+            if self.dist.is_main:
+                plot_loss_curve(self.out / "log.jsonl", self.out / "loss.png", self.task)
+            self.dist.barrier()
             if stop_at is not None and self.iteration >= stop_at:
                 break
         best = self.out / "best.pt"

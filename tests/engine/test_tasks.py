@@ -230,9 +230,9 @@ def test_engine_import_graph_is_acyclic() -> None:
     assert {"engine.tasks", "engine.inference.segment", "engine.cli"} <= set(graph)
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]  # the check can fail
-    # the layers below the tasks know nothing of them (only cli, inference, training, zoo use engine.tasks)
+    # the layers below the tasks know nothing of them (only cli, inference, distributed, training, zoo use them)
     users = {m.split(".")[1] for m, deps in graph.items() for d in deps if d.startswith("engine.tasks")}
-    assert users - {"tasks"} <= {"cli", "inference", "training", "zoo"}
+    assert users - {"tasks"} <= {"cli", "inference", "distributed", "training", "zoo"}
 
 
 def test_every_engine_module_imports_on_its_own() -> None:
@@ -255,7 +255,7 @@ TASK_BRANCH = re.compile(r"""\.task\s*[!=]=|["'](semantic|instance)["']\s+(not\s
 def test_no_task_branches_outside_engine_tasks() -> None:
     """Whatever differs between tasks is asked of TASKS[spec.task], not branched on in the callers."""
     owned = [ENGINE / "cli.py", ENGINE / "zoo.py", ENGINE / "progress.py", ROOT / "scripts" / "ship_model.py"]
-    for folder in ("inference", "training", "evaluation", "merge", "vector", "data"):
+    for folder in ("inference", "distributed", "training", "evaluation", "merge", "vector", "data"):
         owned += sorted((ENGINE / folder).rglob("*.py"))
     found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in owned
              for i, line in enumerate(p.read_text().splitlines(), 1) if TASK_BRANCH.search(line)]

@@ -90,7 +90,7 @@ def test_request_arguments_parse_in_the_engine_cli() -> None:
                              extent=(-12.5, -3.0, 100.0, 50.25), score_threshold=0.35, tile_size=256, overlap=0,
                              device="cpu")
     args = build_parser().parse_args(request.engine_args())
-    assert (args.raster, args.model, args.out, args.bands) == ("/data/s.tif", "m.pt", "/out/x.gpkg", "3,2,1")
+    assert (args.rasters, args.model, args.out, args.bands) == (["/data/s.tif"], "m.pt", "/out/x.gpkg", "3,2,1")
     assert args.extent.startswith("-12.5,") and args.progress == "jsonl" and args.device == "cpu"
     assert (args.score_threshold, args.tile_size, args.overlap) == (0.35, 256, 0)
     defaults = build_parser().parse_args(SegmentRequest("a.tif", "m", "o.gpkg").engine_args())
