@@ -15,7 +15,7 @@ from engine.models.backbones import TRUNKS, PlainTrunk, Trunk
 from engine.models.config import SubModel, choices, parse_config, to_dict
 from engine.zoo import shipped_models
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "research"  # the training schedules
 
 
 @dataclasses.dataclass(frozen=True)
