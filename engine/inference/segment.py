@@ -24,14 +24,16 @@ from engine.inference.pipeline import Consumer, Producer
 from engine.inference.predictor import Predictor
 from engine.progress import NoProgress, Progress
 from engine.raster.input_values import InputScaling, apply_input_scaling, plan_input_scaling
-from engine.raster.source import GsdPolicy, RasterInfo, RasterSource
+from engine.raster.source import GsdPolicy, RasterInfo, RasterSource, raster_band_count
 from engine.raster.working_grid import accepted_gsd_range
 from engine.spec import ModelSpec
 from engine.tasks import task_of
 from engine.tasks.stage import FeatureSink, TileBatch, WriterSettings
 from engine.tiling import Tile, extent_to_window, map_bounds, tile_grid_window
+from engine.validation import band_selection, distinct_files, segment_options, tiling
 from engine.vector import VectorWriter
 from engine.vector.tile_grid import write_tile_grid
+from engine.vector.writer import check_output, default_layer_name
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class SegmentOptions:
     sar_input: str = "auto"  # "auto" | "amplitude" | "db"
     queue_depth: int = 2  # batches waiting between pipeline stages
     gdal_cache_mb: int = 128  # GDAL's block cache (its default, 5% of RAM, grows with the raster read)
+    layer: str | None = None  # GeoPackage layer; None: "<model>_<raster stem>" (engine.vector.default_layer_name)
+    overwrite: bool = False  # replace an existing output file as a whole (default: a GeoPackage keeps its other layers)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class SegmentResult:
     tiles_run: int = 0  # tiles that went through the model (the others were all nodata)
     forward_seconds: float = 0.0  # sum of pure model forward time
     notes: list[str] = field(default_factory=list)  # resampling / value scaling decisions
+    layer: str = ""  # the layer written (GeoPackage: inside `output`; other formats: the file's only layer)
 
 
 def _numbers(values: tuple[float, ...]) -> str:
@@ -148,35 +153,31 @@ def _segment(raster: str | Path, out: str | Path, predictor: Predictor, options:
              progress: Progress) -> SegmentResult:
     spec = predictor.spec
     task = task_of(spec)
-    tile_size = options.tile_size or spec.tile_size
-    overlap = spec.overlap if options.overlap is None else options.overlap
+    segment_options(options)
+    tile_size, overlap = tiling(options.tile_size, options.overlap, spec.tile_size, spec.overlap)
     score_thr = task.default_score_threshold(spec) if options.score_threshold is None else options.score_threshold
     mask_thr = spec.mask_threshold if options.mask_threshold is None else options.mask_threshold
-    if overlap >= tile_size:
-        raise UserError(f"--overlap {overlap}: must be smaller than the tile size {tile_size}")
+    distinct_files([("--out", out), ("--tile-grid", options.tile_grid)], [("raster", raster)])
+    band_selection(raster, raster_band_count(raster), options.bands, spec.name, spec.bands, spec.band_names)
     start = time.perf_counter()
     forward_before = predictor.forward_seconds
     with _open_source(raster, spec, options) as src:
         info: RasterInfo = src.info
-        if len(src.bands) != spec.bands:
-            raise UserError(
-                f"raster '{raster}': {len(src.bands)} band(s) selected, model '{spec.name}' expects {spec.bands} "
-                f"({', '.join(spec.band_names)}); choose bands with --bands, e.g. --bands "
-                f"{','.join(str(i + 1) for i in range(spec.bands))}")
-        try:
-            writer = VectorWriter(out, info.crs_wkt, layer_name=Path(out).stem)
-            if options.tile_grid:
-                VectorWriter(options.tile_grid, src.work.crs_wkt, layer_name="tiles")  # checks that destination now
-        except (ValueError, PermissionError) as exc:  # unwritable folder, unsupported extension
-            raise UserError(str(exc)) from None
+        layer = options.layer if options.layer is not None else default_layer_name(spec.name, raster)
+        writer = VectorWriter(out, info.crs_wkt, layer_name=layer, overwrite=options.overwrite)
+        notes = list(writer.notes)
+        if options.tile_grid:
+            notes += check_output(options.tile_grid, "tiles", options.overwrite)[1]
         tiles = tile_grid_window(*_work_window(raster, src, options.extent), tile_size, overlap)
         scaling = _plan_scaling(src, spec, options)
-        notes = [n for n in (src.plan.reason, scaling.reason) if n]
+        decisions = [n for n in (src.plan.reason, scaling.reason) if n]
         progress.started(len(tiles))
         if not info.georeferenced:
             progress.warning(f"raster '{raster}' has no CRS: polygons are in pixel coordinates (x=column, y=row) "
                              f"and areas use the model's ground sample distance {spec.gsd_m} m")
         for note in notes:
+            progress.warning(note)
+        for note in decisions:
             progress.warning(f"raster '{raster}': {note}")
         batch_size = options.batch_size or (8 if predictor.device.type == "cuda" else 1)
         settings = WriterSettings(
@@ -205,9 +206,9 @@ def _segment(raster: str | Path, out: str | Path, predictor: Predictor, options:
             if progress.cancelled():
                 raise Cancelled()
             n = writer.count
-        if options.tile_grid:
-            records = sorted(stage.records, key=lambda r: (r.tile.row_off, r.tile.col_off))
-            write_tile_grid(options.tile_grid, records, src.work.transform, src.work.crs_wkt)
+            if options.tile_grid:  # before the output is committed: a failure here leaves the output as it was
+                records = sorted(stage.records, key=lambda r: (r.tile.row_off, r.tile.col_off))
+                write_tile_grid(options.tile_grid, records, src.work.transform, src.work.crs_wkt, options.overwrite)
     return SegmentResult(str(out), n, len(tiles), round(time.perf_counter() - start, 3), stage.counts,
                          stage.peak_pending, stage.tiles_run,
-                         round(predictor.forward_seconds - forward_before, 3), notes)
+                         round(predictor.forward_seconds - forward_before, 3), decisions, writer.layer_name)
