@@ -30,7 +30,14 @@ from shapely.geometry import MultiPolygon, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 
 from engine.errors import UserError, environment_error
-from engine.vector.gpkg import existing_layer, geopackage_problem, reserved_layer_name, settle_wal, update_layer
+from engine.vector.gpkg import (
+    existing_layer,
+    geopackage_problem,
+    insert_layer,
+    recover,
+    reserved_layer_name,
+    settle_wal,
+)
 from engine.vector.partial import clean_stale_partials, make_partial_dir
 
 # Attribute schema, in order. ``merged`` is 0/1 because Shapefile has no boolean type.
@@ -144,6 +151,8 @@ def check_output(path: str | os.PathLike, layer: str | None = None, overwrite: b
     layer = check_layer_name(layer if layer is not None else path.stem) if driver == "GPKG" else path.stem
     _check_directory(path)
     notes = clean_stale_partials(path)
+    if driver == "GPKG" and not overwrite and path.exists() and recover(path):
+        notes.append(f"output '{path}': rolled back the unfinished update a killed run left in it")
     if path.exists():
         layer = _check_existing(path, layer, overwrite)
     return layer, notes
@@ -262,9 +271,9 @@ class VectorWriter:
             if self.overwrite:
                 settle_wal(self.path)
                 os.replace(self._tmp_path, self.path)
-            else:  # a container: add or replace our layer only
-                self.layer_name = _check_existing(self.path, self.layer_name, False)
-                update_layer(self.path, self._tmp_path, self.layer_name, self._tmp_dir)
+            else:  # a container: add or replace our layer only, in one SQLite transaction
+                _check_existing(self.path, self.layer_name, False)
+                insert_layer(self.path, self._tmp_path, self.layer_name)
         else:
             os.replace(self._tmp_path, self.path)
 
