@@ -263,6 +263,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     bands = cli_checks.evaluate(args)
     label, ckpt = _load_model(args.checkpoint, args.input_scale)
+    if bands and len(bands) != ckpt.spec.bands:
+        raise UserError(f"--bands {args.bands}: model '{ckpt.spec.name}' takes {ckpt.spec.bands} band(s) "
+                        f"({', '.join(ckpt.spec.band_names)}); give {ckpt.spec.bands}, e.g. --bands "
+                        f"{','.join(str(i + 1) for i in range(ckpt.spec.bands))}")
     predictor = Predictor(ckpt, args.device)
     task = predictor.task
     dataset = task.eval_dataset(ckpt.spec, args.coco, args.images, bands)

@@ -61,6 +61,6 @@ def environment_error(path: str | os.PathLike | None, exc: BaseException,
     else:
         lines = str(exc).strip().splitlines()
         why = lines[0] if lines else type(exc).__name__
-    fix = _FIXES.get(code, "check the path, free space and permissions, then run again")
+    fix = _FIXES.get(code, "check free disk space, permissions and file-size limits (ulimit -f) there, then run again")
     where = f"'{path}'" if path is not None else (f"'{exc.filename}'" if getattr(exc, "filename", None) else "a file")
     return UserError(f"{where}: {action} ({why[:160]}); {fix}")

@@ -48,7 +48,10 @@ def integer(flag: str, value: int | None, lo: int, hi: int | None = None, exampl
 
 def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
     if lo is not None and hi is not None:
-        return f"a number {'above' if lo_open else 'from'} {lo:g} {'and below' if hi_open else 'to'} {hi:g}"
+        if not lo_open and not hi_open:
+            return f"a number from {lo:g} to {hi:g}"
+        low = f"above {lo:g}" if lo_open else f"of at least {lo:g}"
+        return f"a number {low} and {'below' if hi_open else 'at most'} {hi:g}"
     if lo is not None:
         return f"a number {'above' if lo_open else 'of at least'} {lo:g}"
     if hi is not None:

@@ -146,6 +146,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.started = time.monotonic()  # wall clock of this process, for elapsed_s in the log
         self.saved_iteration = 0  # the iteration OUT/last.pt holds
+        self._bar: tqdm | None = None  # the current epoch's progress bar
         last = self.out / "last.pt"
         if cfg.resume and last.is_file():
             self._resume(last)
@@ -238,9 +239,10 @@ class Trainer:
         total_iters = per_epoch * self.cfg.epochs
         steps_iters = [s * per_epoch for s in self.cfg.steps]
         running = 0.0
-        bar = tqdm(total=per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
-                   dynamic_ncols=True, leave=True)
-        for k, (images, targets) in enumerate(_batches(self._loader(self.batch_in_epoch)), start=self.batch_in_epoch):
+        bar = self._bar = tqdm(total=per_epoch, initial=self.batch_in_epoch, dynamic_ncols=True, leave=True,
+                               desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}")
+        batches = _batches(self._loader(self.batch_in_epoch))
+        for k, (images, targets) in enumerate(batches, start=self.batch_in_epoch):
             if k >= per_epoch:
                 break
             factor = lr_factor(self.iteration, total_iters, self.cfg.warmup_iters, self.cfg.schedule, steps_iters)
@@ -252,8 +254,9 @@ class Trainer:
                 losses = self.model(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise UserError(f"--lr {self.cfg.lr:g}: the loss became {loss.item()} at iteration {self.iteration}; "
-                                "lower --lr or raise --warmup-iters and run again (it resumes from last.pt)")
+                raise UserError(f"--lr {self.cfg.lr:g}: the loss became {loss.item()} at iteration "
+                                f"{self.iteration}; lower --lr or raise --warmup-iters and run again (it resumes "
+                                "from last.pt)")
             self.optim.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optim)
@@ -287,6 +290,8 @@ class Trainer:
         try:
             return self._fit(stop_at)
         except BaseException as exc:
+            if self._bar is not None:
+                self._bar.close()  # before the messages about the failure
             self._keep_work(exc)
             raise
 

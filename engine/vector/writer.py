@@ -160,7 +160,8 @@ def check_output(path: str | os.PathLike, layer: str | None = None, overwrite: b
 
 def _io_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the file system or GDAL failed (not a bug of ours)."""
-    errors: list[type[BaseException]] = [OSError, sqlite3.Error, fiona.errors.FionaError]
+    errors: list[type[BaseException]] = [OSError, sqlite3.Error, fiona.errors.FionaError,
+                                         fiona.errors.TransactionError]
     try:
         from fiona._err import CPLE_BaseError  # GDAL's errors as fiona raises them
 
