@@ -52,9 +52,12 @@ class SegmentTask(QgsTask):
         if not result:
             self.completed.emit(False, outcome.error or "the engine failed", "")
             return
+        source = outcome.done["output"]
+        if not self.job.temporary and outcome.done.get("layer") and source.lower().endswith(".gpkg"):
+            source = f"{source}|layername={outcome.done['layer']}"  # its layer among the GeoPackage's others
         try:
-            layer = load_result_layer(outcome.done["output"], self.job.layer_name, self.job.classes,
-                                      self.job.labels, self.job.temporary)
+            layer = load_result_layer(source, self.job.layer_name, self.job.classes, self.job.labels,
+                                      self.job.temporary)
         except ValueError as exc:
             self.completed.emit(False, str(exc), "")
             return

@@ -114,7 +114,7 @@ def _check_directory(path: Path) -> None:
                         "choose a writable folder or fix its permissions") from None
 
 
-def _check_existing(path: Path, layer: str, overwrite: bool) -> str:
+def _check_existing(path: Path, layer: str | None, overwrite: bool) -> str | None:
     """Checks on an output file that exists already -> the layer name to write (a GeoPackage's spelling)."""
     if not os.stat(path).st_mode & 0o222:
         raise UserError(f"output '{path}': the file is write-protected; make it writable (chmod u+w) or choose "
@@ -124,6 +124,8 @@ def _check_existing(path: Path, layer: str, overwrite: bool) -> str:
     problem = geopackage_problem(path)
     if problem:
         raise UserError(f"output '{path}': {problem}; choose another file, or give --overwrite to replace it")
+    if layer is None:
+        return None
     found = existing_layer(path, layer)
     if found is None:
         return layer
@@ -140,22 +142,26 @@ def check_output(path: str | os.PathLike, layer: str | None = None, overwrite: b
 
     Refuses with a UserError (one line naming the output and the fix): unsupported extension, missing or
     unwritable folder, a folder in the way, a name too long for the file system, a write-protected file, an
-    existing .gpkg that is not a GeoPackage or whose `layer` is not a polygon layer (unless `overwrite`).
-    Removes the work folders of killed runs that wrote this output (engine.vector.partial), noted.
+    existing .gpkg that is not a GeoPackage or whose `layer` is not a polygon layer (unless `overwrite`;
+    `layer` None: not known yet, the file checks only). Rolls back what a killed run left in a GeoPackage and
+    removes the work folders of killed runs that wrote this output (engine.vector.partial), noted.
     """
     path = Path(path)
     try:
         driver = driver_for_path(path)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    layer = check_layer_name(layer if layer is not None else path.stem) if driver == "GPKG" else path.stem
+    if driver != "GPKG":
+        layer = path.stem
+    elif layer is not None:
+        check_layer_name(layer)
     _check_directory(path)
     notes = clean_stale_partials(path)
     if driver == "GPKG" and not overwrite and path.exists() and recover(path):
         notes.append(f"output '{path}': rolled back the unfinished update a killed run left in it")
     if path.exists():
         layer = _check_existing(path, layer, overwrite)
-    return layer, notes
+    return layer if layer is not None else path.stem, notes
 
 
 def _io_errors() -> tuple[type[BaseException], ...]:
