@@ -82,7 +82,10 @@ def training_spec(
     try:
         config = resolve_config(arch, preset, overrides)
     except ValueError as exc:
-        raise UserError(f"--preset: {exc}; list them with 'rsseg models --architectures'") from None
+        if str(exc).startswith("unknown preset"):
+            raise UserError(f"--preset: {exc}; list them with 'rsseg models --architectures'") from None
+        raise UserError(f"--config: {exc}; fix the setting or drop it (the presets: 'rsseg models "
+                        "--architectures')") from None
     return ModelSpec(
         name=name,
         architecture=arch,

@@ -109,6 +109,8 @@ BAD_TRAIN_ARGS = {
     "std 0": (["--std", "0"], ["--std 0", "above 0"]),
     "means per band": (["--mean", "0.5,0.5"], ["--mean 0.5,0.5", "one value for all bands or 1"]),
     "config not JSON": (["--config", "{fpn: 3}"], ["--config", "not a JSON object"]),
+    "config unknown key": (["--config", '{"fpn_chanels": 3}'], ["--config", "'fpn_chanels'"]),
+    "unknown arch": (["--arch", "yolo"], ["--arch", "yolo"]),
     "tile smaller than overlap": (["--tile-size", "64"], ["--tile-size 64", "the default overlap of 128",
                                                           "--overlap 16"]),
     "seed negative": (["--seed", "-1"], ["--seed -1"]),
