@@ -141,3 +141,14 @@ def test_layer_on_a_single_layer_format_is_refused(capsys, model: Path, raster: 
 def test_unknown_model_is_one_line(capsys, raster: Path, work: Path) -> None:
     cli(capsys, "segment", raster, "--model", "no-such-model", "--out", work / "o.gpkg").failed(
         "no-such-model", "shipped models")
+
+
+def test_gpu_the_machine_does_not_have(capsys, model: Path, raster: Path, work: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    run = cli(capsys, "segment", raster, "--model", model, "--out", work / "o.gpkg", "--device", "cuda:3")
+    run.failed("--device 'cuda:3'", "1 GPU(s), cuda:0 to cuda:0")
+    assert snapshot(work) == {}
