@@ -1,7 +1,9 @@
 """`rsseg` command line: argument parsing only; each command is a thin call into the engine modules.
 
-Exit codes: 0 success, 2 a user error (one line on stderr naming the input and the fix), 1 a crash,
-3 `env` found missing packages, 130 cancelled (SIGTERM on POSIX, or Ctrl-C).
+Exit codes: 0 success, 2 a user error (one line on stderr naming the input and the fix: bad arguments,
+bad data, and what the system says: disk full, permission denied, name too long, out of memory), 1 a bug
+(a traceback and a line asking for a report), 3 `env` found missing packages, 130 cancelled (SIGTERM or
+SIGHUP on POSIX, or Ctrl-C). With `--progress jsonl` every failure is also an `error` event on stdout.
 """
 from __future__ import annotations
 
@@ -10,14 +12,24 @@ import json
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from engine.errors import Cancelled, UserError
+from engine import cli_checks
+from engine.errors import Cancelled, UserError, environment_error
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+REPORT_URL = "https://example.org/rsseg/issues"  # metadata.txt's tracker
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as UserError: one line, exit 2, and an `error` event under --progress jsonl."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message}; see '{self.prog} --help'")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +53,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--std", default="0.5", help="comma-separated per-band stds")
     p.add_argument("--scale", type=float, default=1 / 255, help="raw value -> [0,1] factor (1/255 for 8-bit)")
     p.add_argument("--gsd", type=float, default=1.0, help="ground sample distance of the training data, m/pixel")
-    p.add_argument("--tile-size", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=128)
+    p.add_argument("--tile-size", type=int, help="inference tile size stored in the model, pixels (default: 512)")
+    p.add_argument("--overlap", type=int, help="inference tile overlap stored in the model, pixels (default: 128)")
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--description", default="")
     p.add_argument("--epochs", type=int, default=12)
@@ -91,8 +103,13 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
                    help="input raster (GeoTIFF or anything GDAL reads); several: paths, globs ('scenes/*.tif') or "
                         "@FILE with one path or GDAL URI per line")
     p.add_argument("--model", default=None, help="shipped model name or checkpoint path (default: %(default)s)")
-    p.add_argument("--out", required=True, help="output vector file: .gpkg, .shp or .geojson; with several rasters "
-                                                "(or an existing folder) a folder getting NAME.gpkg per raster")
+    p.add_argument("--out", required=True, help="output vector file: .gpkg, .shp or .geojson (an existing GeoPackage "
+                                                "keeps its other layers); with several rasters (or an existing folder) "
+                                                "a folder getting NAME.gpkg per raster")
+    p.add_argument("--layer", help="GeoPackage layer to add or replace (default: MODEL_RASTER, from the model's and "
+                                   "the raster's names)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file as a whole (a GeoPackage loses its other layers)")
     p.add_argument("--dask", metavar="ADDRESS",
                    help="run the tiles on Dask: local:N (N worker processes on this machine) or a running "
                         "scheduler, tcp://HOST:8786 (see docs/cluster.md)")
@@ -174,52 +191,12 @@ def _add_env(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _value_range(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        lo = hi = 0.0
-    if not lo < hi:
-        raise UserError(f"--value-range {text}: give MIN,MAX with MIN < MAX, e.g. --value-range 0,4000")
-    return (lo, hi)
-
-
-def _extent(text: str | None) -> tuple[float, float, float, float] | None:
-    """'XMIN,YMIN,XMAX,YMAX' -> four floats (None stays None)."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise UserError(f"--extent '{text}': give four comma-separated numbers XMIN,YMIN,XMAX,YMAX "
-                        "in the raster's CRS units")
-    return values
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(",") if v.strip())
-
-
-def _ints(text: str | None) -> list[int] | None:
-    return [int(v) for v in text.split(",") if v.strip()] if text else None
-
-
-def _input_scale(scale: float | None) -> float | None:
-    if scale is not None and not (0.1 <= scale <= 8.0):
-        raise UserError(f"--input-scale {scale}: give a factor between 0.1 and 8, e.g. --input-scale 2")
-    return scale
-
-
 def _load_model(name_or_path: str, input_scale: float | None):
     """(label, checkpoint) of a shipped model name or checkpoint path; `--input-scale` replaces the spec's zoom."""
     from engine.zoo import resolve_model
 
     label, ckpt = resolve_model(name_or_path)
-    if _input_scale(input_scale) is None:
+    if cli_checks.input_scale(input_scale) is None:
         return label, ckpt
     return label, replace(ckpt, spec=ckpt.spec.with_updates(input_scale=input_scale))
 
@@ -230,61 +207,72 @@ def cmd_segment(args: argparse.Namespace) -> int:
     reporter = Reporter(args.progress, desc="segment")
     try:
         return _segment(args, reporter)
-    except UserError as exc:
-        reporter.error(str(exc))
-        raise
-    except (Cancelled, KeyboardInterrupt):
-        reporter.error("cancelled")
-        raise
-    except Exception as exc:
-        reporter.error(f"{type(exc).__name__}: {exc}")
-        raise
+    finally:
+        reporter.close()  # main() reports a failure (and its `error` event)
 
 
 def _segment_options(args: argparse.Namespace):
+    from engine import validation
     from engine.inference.segment import SegmentOptions
 
-    return SegmentOptions(
+    options = SegmentOptions(
         tile_size=args.tile_size, overlap=args.overlap, score_threshold=args.score_threshold,
-        mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=_ints(args.bands),
-        simplify=args.simplify, min_area=args.min_area, extent=_extent(args.extent), tile_grid=args.tile_grid,
-        resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance, value_range=_value_range(args.value_range),
-        sar_input=args.sar_input, duplicate_containment=args.duplicate_containment,
+        mask_threshold=args.mask_threshold, batch_size=args.batch_size, bands=validation.bands(args.bands),
+        simplify=args.simplify, min_area=args.min_area, extent=cli_checks.extent(args.extent),
+        tile_grid=args.tile_grid, resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance,
+        value_range=cli_checks.value_range(args.value_range), sar_input=args.sar_input,
+        duplicate_containment=args.duplicate_containment, layer=args.layer, overwrite=args.overwrite,
     )
+    validation.segment_options(options)
+    return options
 
 
 def _segment(args: argparse.Namespace, reporter) -> int:
     from engine.inference.rasters import expand_rasters, folder_output
 
     rasters = expand_rasters(args.rasters)
+    cli_checks.segment(args, rasters)
     if args.dask or folder_output(rasters, args.out):
         return _segment_many(args, rasters, reporter)
     return _segment_one(args, rasters[0], reporter)
 
 
 def _segment_one(args: argparse.Namespace, raster: str, reporter) -> int:
-    """One raster into one file, in this process."""
+    """One raster into one file, in this process; every check that needs no pixels runs before the model loads."""
+    from engine import validation
     from engine.inference.predictor import Predictor
     from engine.inference.segment import segment_raster
+    from engine.raster.source import raster_band_count
+    from engine.vector.writer import check_output
     from engine.zoo import DEFAULT_MODEL
 
     options = _segment_options(args)
+    notes = check_output(args.out, args.layer, args.overwrite)[1]
+    if args.tile_grid:
+        notes += check_output(args.tile_grid, "tiles", args.overwrite)[1]
+    band_count = raster_band_count(raster)
+    label, ckpt = _load_model(args.model or DEFAULT_MODEL, args.input_scale)
+    spec = ckpt.spec
+    validation.tiling(options.tile_size, options.overlap, spec.tile_size, spec.overlap)
+    validation.band_selection(raster, band_count, options.bands, spec.name, spec.bands, spec.band_names)
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
-    label, ckpt = _load_model(args.model or DEFAULT_MODEL, args.input_scale)
     predictor = Predictor(ckpt, args.device)
+    for note in notes:
+        reporter.warning(note)
     reporter.start_fields = {
         "raster": raster, "model": label, "output": args.out, "device": str(predictor.device),
-        "classes": [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes],
+        "classes": [{"id": c.id, "name": c.name, "colour": c.colour} for c in spec.classes],
     }
     result = segment_raster(raster, args.out, predictor, options, model_label=label, progress=reporter)
-    reporter.done(output=result.output, features=result.features, tiles=result.tiles, seconds=result.seconds,
-                  classes=result.class_counts)
+    reporter.done(output=result.output, layer=result.layer, features=result.features, tiles=result.tiles,
+                  seconds=result.seconds, classes=result.class_counts)
     counts = ", ".join(f"{n} {c}" for c, n in result.class_counts.items()) or "no objects"
     print(f"{result.features} objects ({counts}) from {result.tiles} tiles in {result.seconds:.1f} s -> "
-          f"{result.output}", file=sys.stderr)
+          f"{result.output}" + (f" (layer {result.layer})" if Path(result.output).suffix.lower() == ".gpkg" else ""),
+          file=sys.stderr)
     return 0
 
 
@@ -360,10 +348,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.inference.predictor import Predictor
     from engine.progress import Reporter
 
+    bands = cli_checks.evaluate(args)
     label, ckpt = _load_model(args.checkpoint, args.input_scale)
+    if bands and len(bands) != ckpt.spec.bands:
+        raise UserError(f"--bands {args.bands}: model '{ckpt.spec.name}' takes {ckpt.spec.bands} band(s) "
+                        f"({', '.join(ckpt.spec.band_names)}); give {ckpt.spec.bands}, e.g. --bands "
+                        f"{','.join(str(i + 1) for i in range(ckpt.spec.bands))}")
     predictor = Predictor(ckpt, args.device)
     task = predictor.task
-    dataset = task.eval_dataset(ckpt.spec, args.coco, args.images, _ints(args.bands))
+    dataset = task.eval_dataset(ckpt.spec, args.coco, args.images, bands)
+    for line in dataset.index.warnings():
+        print(f"warning: {line}", file=sys.stderr)
+    if not any(dataset.index.annotations.values()):
+        raise UserError(f"--coco '{args.coco}': has no annotations to evaluate against; give the ground truth "
+                        "COCO file of these images")
     bar = Reporter("bar", desc="evaluate", unit="img")
     try:
         metrics = task.evaluate(predictor.model, dataset, predictor.device, progress=bar.advance,
@@ -419,23 +417,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.training.spec_builder import parse_overrides, training_spec
     from engine.training.trainer import TrainConfig, Trainer
 
+    checked = cli_checks.train(args)
     overrides = {**({"backbone": args.backbone} if args.backbone else {}),
                  **({"pretrained": True} if args.pretrained else {}), **parse_overrides(args.config)}
-    bands = _ints(args.bands)
+    bands = checked["bands"]
     spec = training_spec(
         name=args.name or Path(args.out).name, arch=args.arch, coco=args.coco, images=args.images,
-        preset=args.preset, overrides=overrides, bands=bands,
-        band_names=args.band_names.split(",") if args.band_names else None, sensor=args.sensor,
-        scale=args.scale, mean=_floats(args.mean), std=_floats(args.std), gsd_m=args.gsd,
-        input_scale=args.input_scale, tile_size=args.tile_size, overlap=args.overlap,
+        preset=args.preset, overrides=overrides, bands=bands, band_names=checked["band_names"], sensor=args.sensor,
+        scale=args.scale, mean=checked["mean"], std=checked["std"], gsd_m=args.gsd,
+        input_scale=args.input_scale, tile_size=checked["tile_size"], overlap=checked["overlap"],
         score_threshold=args.score_threshold, description=args.description,
     )
-    jitter = _floats(args.scale_jitter)
+    cli_checks.normalisation_bands(args, checked["mean"], checked["std"], spec.bands)
+    jitter = checked["jitter"]
     cfg = TrainConfig(
         coco=args.coco, images=args.images, out_dir=args.out, val_coco=args.val_coco, val_images=args.val_images,
         bands=bands, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, schedule=args.schedule,
-        steps=_ints(args.steps) or [], clip_grad=args.clip_grad, amp=not args.no_amp, seed=args.seed,
+        steps=checked["steps"], clip_grad=args.clip_grad, amp=not args.no_amp, seed=args.seed,
         workers=args.workers, eval_every=args.eval_every, crop_size=args.crop_size, min_scale=jitter[0],
         max_scale=jitter[1], max_iters_per_epoch=args.max_iters_per_epoch, device=args.device,
         resume=not args.no_resume, threads=args.threads, init=args.init, checkpoint_every=args.checkpoint_every,
@@ -454,7 +453,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     from engine.data.split import split_coco
 
-    train, val = split_coco(args.coco, args.out, args.val_fraction, args.seed)
+    cli_checks.split(args)
+    train, val = split_coco(args.coco, args.out, args.val_fraction, args.seed,
+                            warn=lambda line: print(f"warning: {line}", file=sys.stderr))
     print(f"wrote {train} and {val}", file=sys.stderr)
     return 0
 
@@ -463,6 +464,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from engine.evaluation.report import write_json
     from engine.vector.score import format_score, score_files
 
+    cli_checks.score(args)
     score = score_files(args.prediction, args.reference, args.iou, args.class_field, args.score_field,
                         args.prediction_layer, args.reference_layer)
     print(format_score(score))
@@ -478,7 +480,7 @@ COMMANDS = {"train": cmd_train, "score": cmd_score, "split": cmd_split, "segment
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rsseg", description="Remote-sensing segmentation engine")
+    parser = _Parser(prog="rsseg", description="Remote-sensing segmentation engine")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_segment(sub)
     _add_train(sub)
@@ -491,42 +493,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CANCEL_SIGNALS = ("SIGTERM", "SIGHUP")  # a terminate, or the terminal (ssh session) going away
+
+
 @contextmanager
-def _sigterm_cancels() -> Iterator[None]:
-    """While active, SIGTERM raises Cancelled in the main thread (once), so atomic writers clean up (POSIX)."""
-    if os.name != "posix" or not hasattr(signal, "SIGTERM"):
+def _signals_cancel() -> Iterator[None]:
+    """While active, SIGTERM and SIGHUP raise Cancelled in the main thread (once), so atomic writers clean up
+    (POSIX)."""
+    signals = [getattr(signal, name) for name in _CANCEL_SIGNALS if hasattr(signal, name)]
+    if os.name != "posix" or not signals:
         yield
         return
 
     def cancel(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+        for sig in signals:  # a second signal must not interrupt the cleanup
+            signal.signal(sig, signal.SIG_IGN)
         raise Cancelled("cancelled")
 
     try:
-        previous = signal.signal(signal.SIGTERM, cancel)
+        previous = {sig: signal.signal(sig, cancel) for sig in signals}
     except ValueError:  # not the main thread (main() called from a worker thread): leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _progress_mode(argv: list[str]) -> str:
+    """The --progress value in `argv` as typed (found even when the arguments do not parse)."""
+    for i, arg in enumerate(argv):
+        if arg == "--progress" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--progress="):
+            return arg.split("=", 1)[1]
+    return "bar"
+
+
+def _fail(code: int, message: str, jsonl: bool) -> int:
+    """One `error:` line on stderr (and an `error` event on stdout under --progress jsonl) -> `code`."""
+    message = " ".join(message.split())  # one line, whatever the message held
+    print(f"error: {message}", file=sys.stderr)
+    if jsonl:
+        try:
+            sys.stdout.write(json.dumps({"event": "error", "message": message}) + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):  # stdout closed (the reading program went away)
+            pass
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    jsonl = _progress_mode(argv) == "jsonl"
     try:
-        with _sigterm_cancels():
+        with _signals_cancel():
+            args = build_parser().parse_args(argv)
             return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(2, str(exc), jsonl)
     except Cancelled:
-        print("error: cancelled", file=sys.stderr)
-        return 130
+        return _fail(130, "cancelled", jsonl)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return _fail(130, "interrupted", jsonl)
+    except MemoryError:
+        return _fail(2, "out of memory; use a smaller --tile-size or --batch-size (train: --batch-size or "
+                        "--crop-size), or close other programs", jsonl)
+    except OSError as exc:
+        return _fail(2, str(environment_error(None, exc, "failed")), jsonl)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+            return _fail(2, "the GPU ran out of memory; use a smaller --batch-size or --tile-size, or --device cpu",
+                         jsonl)
+        traceback.print_exc()
+        return _fail(1, f"internal error ({type(exc).__name__}: {exc}); this is a bug in rsseg: please report it "
+                        f"with the command line and the output above at {REPORT_URL}", jsonl)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 JSON-lines protocol (one object per line on stdout, flushed):
   {"event": "start", ..., "tiles": n}  {"event": "progress", "done": k, "total": n, "percent": p}
   {"event": "warning", "message": str}  {"event": "done", ...}  {"event": "error", "message": str}
+Warnings may come before "start" (a work folder left by a killed run, removed). The "error" event is
+written by engine.cli.main for every failure, argument errors included, as the last line.
 """
 from __future__ import annotations
 

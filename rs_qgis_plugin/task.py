@@ -78,9 +78,12 @@ class SegmentTask(QgsTask):
         if not succeeded:
             self._end("failed", outcome.error or "the engine failed", level=Qgis.Critical)
             return
+        source = outcome.done["output"]
+        if not self.job.temporary and outcome.done.get("layer") and source.lower().endswith(".gpkg"):
+            source = f"{source}|layername={outcome.done['layer']}"  # its layer among the GeoPackage's others
         try:
-            layer = load_result_layer(outcome.done["output"], self.job.layer_name, self.job.classes,
-                                      self.job.labels, self.job.temporary)
+            layer = load_result_layer(source, self.job.layer_name, self.job.classes, self.job.labels,
+                                      self.job.temporary)
         except ValueError as exc:
             self._end("failed", str(exc), level=Qgis.Critical)
             return

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gpkg = out_dir / "ships.gpkg"
-    code = rsseg(["segment", args.scene, "--model", args.model, "--out", str(gpkg)])
+    # --overwrite: the demo owns this file; a GeoPackage would otherwise keep the layers of earlier runs
+    code = rsseg(["segment", args.scene, "--model", args.model, "--out", str(gpkg), "--overwrite"])
     if code != 0:
         return code
     import fiona

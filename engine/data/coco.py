@@ -5,7 +5,6 @@ dataset renumbers: images by their position, categories to contiguous labels 1..
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from engine.data.coco_checks import CocoContent, check_coco, load_json, skip_warnings
 from engine.errors import UserError
 from engine.normalise import normalise
 from engine.spec import Normalisation
@@ -25,32 +25,73 @@ Sample = tuple[np.ndarray, dict[str, np.ndarray]]
 
 @dataclass(frozen=True)
 class CocoIndex:
-    """Parsed COCO file: images in file order, categories sorted by id, annotations per image."""
+    """Parsed and checked COCO file (engine.data.coco_checks): images in file order, categories sorted by id,
+    usable annotations per image, and what was skipped."""
 
     images: list[dict[str, Any]]
     category_ids: list[int]
     category_names: list[str]
     annotations: dict[int, list[dict[str, Any]]]  # original image id -> annotations
+    content: CocoContent | None = None  # the check's result (skipped annotations)
+    path: str = ""
 
     @property
     def label_of(self) -> dict[int, int]:
         """Original category id -> contiguous label 1..K."""
         return {cid: i + 1 for i, cid in enumerate(self.category_ids)}
 
+    def warnings(self) -> list[str]:
+        """One line per kind of annotation the check skipped (empty when none)."""
+        return skip_warnings(self.path, self.content) if self.content is not None else []
+
 
 def read_coco(path: str | Path) -> CocoIndex:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        cats = sorted(data["categories"], key=lambda c: c["id"])
-        anns: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in data["images"]}
-        for a in data.get("annotations", []):
-            anns.setdefault(a["image_id"], []).append(a)
-    except FileNotFoundError:
-        raise UserError(f"COCO file '{path}': not found") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UserError(f"COCO file '{path}': not a COCO instance file ({type(exc).__name__}: {exc})") from None
-    return CocoIndex(data["images"], [c["id"] for c in cats], [c["name"] for c in cats], anns)
+    """Read and check a COCO instance file completely; UserError (file and annotation id) when it is unusable."""
+    content = check_coco(load_json(path), path)
+    cats = content.categories
+    return CocoIndex(content.images, [c["id"] for c in cats], [c["name"] for c in cats], content.annotations,
+                     content, str(path))
+
+
+def check_images(index: CocoIndex, images_dir: Path, bands: list[int] | None) -> None:
+    """Every image of `index` present, decodable, of its listed size and with the `bands` (1-based) asked for;
+    missing sizes are filled in from the files. UserError naming the image and the fix otherwise."""
+    counts: dict[int, str] = {}
+    for info in index.images:
+        path = images_dir / info["file_name"]
+        where = f"image '{path}' (id {info['id']} in COCO file '{index.path}')"
+        if not path.is_file():
+            raise UserError(f"{where}: missing; check --images or the file_name")
+        try:
+            image = read_image(path)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is unusable
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise UserError(f"{where}: cannot be read ({first}); replace the file or remove the image") from None
+        n, h, w = image.shape
+        if (info.get("height"), info.get("width")) not in ((h, w), (None, None)):
+            raise UserError(f"{where}: is {h}x{w} pixels, the COCO file says {info.get('height')}x"
+                            f"{info.get('width')}; fix the file's height and width")
+        info.setdefault("height", h)
+        info.setdefault("width", w)
+        if bands and (max(bands) > n or min(bands) < 1):
+            raise UserError(f"{where}: has {n} bands, --bands {','.join(map(str, bands))} asks for others; choose "
+                            f"bands from 1 to {n}")
+        counts.setdefault(n, info["file_name"])
+    if not bands and len(counts) > 1:
+        listed = ", ".join(f"{n} in {name}" for n, name in sorted(counts.items()))
+        raise UserError(f"COCO file '{index.path}': its images have different band counts ({listed}); choose the "
+                        f"bands to use with --bands, e.g. --bands 1")
+    by_id = {im["id"]: im for im in index.images}
+    for anns in index.annotations.values():
+        for a in anns:
+            seg = a["segmentation"]
+            if isinstance(seg, dict):
+                info = by_id[a["image_id"]]
+                if list(seg["size"]) != [info["height"], info["width"]]:
+                    raise UserError(f"COCO file '{index.path}': annotation {a.get('id')}: RLE size {seg['size']} "
+                                    f"differs from its image's {[info['height'], info['width']]}; fix the annotation")
 
 
 def read_image(path: Path, bands: list[int] | None = None) -> np.ndarray:
@@ -81,6 +122,13 @@ def polygons_to_mask(segmentation: list[list[float]], height: int, width: int) -
     return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(parts, height, width)))
 
 
+def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """COCO RLE, compressed (string counts) or not (a list of run lengths) -> [H,W] uint8 mask."""
+    if isinstance(rle["counts"], list):
+        rle = mask_utils.frPyObjects(rle, *rle["size"])
+    return mask_utils.decode(rle)
+
+
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     """[N,H,W] masks -> [N,4] float32 xyxy boxes in pixels (exclusive max edge)."""
     boxes = np.zeros((len(masks), 4), np.float32)
@@ -108,11 +156,14 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         bands: list[int] | None = None,
         transforms: Callable[[Sample], Sample] | None = None,
         radiometric: Callable[[np.ndarray], np.ndarray] | None = None,
+        verify_images: bool = True,
     ) -> None:
         self.index = read_coco(coco_file)
         self.images_dir = Path(images_dir)
         if not self.images_dir.is_dir():
             raise UserError(f"images folder '{images_dir}': not found")
+        if verify_images:  # every file decoded once now, rather than failing at some step hours later
+            check_images(self.index, self.images_dir, bands)
         self.normalisation = normalisation
         self.bands = bands
         self.transforms = transforms
@@ -139,7 +190,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         masks = np.zeros((len(anns), h, w), np.uint8)
         for k, a in enumerate(anns):
             seg = a["segmentation"]
-            masks[k] = mask_utils.decode(seg) if isinstance(seg, dict) else polygons_to_mask(seg, h, w)
+            masks[k] = rle_to_mask(seg) if isinstance(seg, dict) else polygons_to_mask(seg, h, w)
         labels = np.array([label_of[a["category_id"]] for a in anns], np.int64)
         return image, {"masks": masks, "labels": labels}
 

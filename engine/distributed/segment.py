@@ -98,10 +98,10 @@ def _plan_all(jobs: Sequence[RasterJob], spec: ModelSpec, options: SegmentOption
     planned, warnings = [], []
     for job in jobs:
         with open_source(job.raster, spec, options) as src:
-            check_outputs(job.out, src, options)
+            notes = check_outputs(job.out, src, options, spec, job.raster)[1]
             plan = plan_tiles(job.raster, src, spec, options, tile_size, overlap)
             planned.append(_Planned(job, plan, (src.work.height, src.work.width, tuple(src.work.transform)[:6])))
-            warnings.extend(raster_warnings(job.raster, src, spec, plan))
+            warnings.extend(notes + raster_warnings(job.raster, src, spec, plan))
     return planned, warnings
 
 
@@ -125,7 +125,7 @@ class _RasterOutput:
         self.forward_seconds = 0.0
         self.src = open_source(p.job.raster, spec, options)
         try:
-            self.writer = check_outputs(p.job.out, self.src, options)
+            self.writer = check_outputs(p.job.out, self.src, options, spec, p.job.raster)[0]
             sink = FeatureSink(self.writer, self.src, spec, model_label or spec.name, Path(p.job.raster).name)
             self.stage: RowStreamingStage = task_of(spec).writer_stage(sink, p.plan.tiles, settings, NoProgress())
             self.writer.open()
@@ -140,17 +140,18 @@ class _RasterOutput:
         self.forward_seconds += result.forward_seconds
 
     def finish(self) -> SegmentResult:
-        """Commit the output (rename into place) and write the optional tile grid."""
+        """Write the optional tile grid, then commit the output (a tile-grid failure leaves the output as it was)."""
         try:
-            self.writer.close()
             if self.options.tile_grid:
-                write_stage_tile_grid(self.options.tile_grid, self.stage, self.src)
+                write_stage_tile_grid(self.options.tile_grid, self.stage, self.src, self.options.overwrite)
+            self.writer.close()
         finally:
             self.src.close()
         p = self.planned
         return SegmentResult(str(p.job.out), self.writer.count, len(p.plan.tiles),
                              round(time.perf_counter() - self.start, 3), self.stage.counts, self.stage.peak_pending,
-                             self.stage.tiles_run, round(self.forward_seconds, 3), p.plan.notes)
+                             self.stage.tiles_run, round(self.forward_seconds, 3), p.plan.notes,
+                             self.writer.layer_name)
 
     def abort(self) -> None:
         """Drop the partial output (the writer's temporary folder) and close the raster."""

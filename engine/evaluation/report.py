@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,11 @@ def write_json(path: str | os.PathLike, data: dict[str, Any]) -> Path:
     """`data` as indented JSON at `path`, written atomically (temp file + rename); parent folders created."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(out)
+    tmp = out.parent / f".rsseg-{uuid.uuid4().hex[:8]}.tmp"  # short: whatever the length of out's name
+    try:
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out

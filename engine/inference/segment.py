@@ -24,14 +24,16 @@ from engine.inference.pipeline import Consumer, Producer
 from engine.inference.predictor import Predictor
 from engine.progress import NoProgress, Progress
 from engine.raster.input_values import InputScaling, apply_input_scaling, plan_input_scaling
-from engine.raster.source import GsdPolicy, RasterSource
+from engine.raster.source import GsdPolicy, RasterSource, raster_band_count
 from engine.raster.working_grid import accepted_gsd_range
 from engine.spec import ModelSpec
 from engine.tasks import task_of
 from engine.tasks.stage import FeatureSink, RowStreamingStage, TileBatch, WriterSettings
 from engine.tiling import Tile, extent_to_window, map_bounds, tile_grid_window
+from engine.validation import band_selection, distinct_files, segment_options, tiling
 from engine.vector import VectorWriter
 from engine.vector.tile_grid import write_tile_grid
+from engine.vector.writer import check_output, default_layer_name
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class SegmentOptions:
     sar_input: str = "auto"  # "auto" | "amplitude" | "db"
     queue_depth: int = 2  # batches waiting between pipeline stages
     gdal_cache_mb: int = 128  # GDAL's block cache (its default, 5% of RAM, grows with the raster read)
+    layer: str | None = None  # GeoPackage layer; None: "<model>_<raster stem>" (engine.vector.default_layer_name)
+    overwrite: bool = False  # replace an existing output file as a whole (default: a GeoPackage keeps its other layers)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class SegmentResult:
     tiles_run: int = 0  # tiles that went through the model (the others were all nodata)
     forward_seconds: float = 0.0  # sum of pure model forward time
     notes: list[str] = field(default_factory=list)  # resampling / value scaling decisions
+    layer: str = ""  # the layer written (GeoPackage: inside `output`; other formats: the file's only layer)
 
 
 def _numbers(values: tuple[float, ...]) -> str:
@@ -115,7 +120,8 @@ def read_batches(src: RasterSource, tiles: Sequence[Tile], size: int, spec: Mode
 
 def open_source(raster: str | Path, spec: ModelSpec, options: SegmentOptions) -> RasterSource:
     """`raster` opened on the working grid for `spec` (GSD policy, bands, extent); UserError when the selected
-    band count is not the model's."""
+    bands are not in the raster or their count is not the model's (with a --bands fix that works for it)."""
+    band_selection(raster, raster_band_count(raster), options.bands, spec.name, spec.bands, spec.band_names)
     accepted = accepted_gsd_range(spec.gsd_m, spec.gsd_range_m, options.gsd_tolerance)
     src = RasterSource(raster, options.bands, GsdPolicy(spec.gsd_m, accepted, options.resample), options.extent)
     if len(src.bands) != spec.bands:
@@ -136,29 +142,30 @@ def _plan_scaling(src: RasterSource, spec: ModelSpec, options: SegmentOptions) -
 
 
 def resolve_settings(spec: ModelSpec, options: SegmentOptions) -> tuple[int, WriterSettings]:
-    """(tile size, writer settings) with the model's defaults filled in; UserError when overlap >= tile size."""
+    """(tile size, writer settings) with the model's defaults filled in, after checking every option
+    (engine.validation: ranges, finite numbers, tile size versus overlap naming the flag the user gave)."""
+    segment_options(options)
     task = task_of(spec)
-    tile_size = options.tile_size or spec.tile_size
-    overlap = spec.overlap if options.overlap is None else options.overlap
+    tile_size, overlap = tiling(options.tile_size, options.overlap, spec.tile_size, spec.overlap)
     score_thr = task.default_score_threshold(spec) if options.score_threshold is None else options.score_threshold
     mask_thr = spec.mask_threshold if options.mask_threshold is None else options.mask_threshold
-    if overlap >= tile_size:
-        raise UserError(f"--overlap {overlap}: must be smaller than the tile size {tile_size}")
     return tile_size, WriterSettings(
         overlap=overlap, score_threshold=score_thr, mask_threshold=mask_thr,
         merge_threshold=options.merge_threshold, duplicate_containment=options.duplicate_containment,
         min_area=options.min_area, simplify=options.simplify, count_regions=bool(options.tile_grid))
 
 
-def check_outputs(out: str | Path, src: RasterSource, options: SegmentOptions) -> VectorWriter:
-    """The (not yet opened) writer of `out`, after checking that it and the optional tile grid can be written."""
-    try:
-        writer = VectorWriter(out, src.info.crs_wkt, layer_name=Path(out).stem)
-        if options.tile_grid:
-            VectorWriter(options.tile_grid, src.work.crs_wkt, layer_name="tiles")  # checks that destination now
-    except (ValueError, PermissionError) as exc:  # unwritable folder, unsupported extension
-        raise UserError(str(exc)) from None
-    return writer
+def check_outputs(out: str | Path, src: RasterSource, options: SegmentOptions, spec: ModelSpec,
+                  raster: str | Path) -> tuple[VectorWriter, list[str]]:
+    """The (not yet opened) writer of `out` and the warnings about its destination, after checking that no
+    output is an input and that `out` and the optional tile grid can be written (layer-safe in a GeoPackage)."""
+    distinct_files([("--out", out), ("--tile-grid", options.tile_grid)], [("raster", raster)])
+    layer = options.layer if options.layer is not None else default_layer_name(spec.name, raster)
+    writer = VectorWriter(out, src.info.crs_wkt, layer_name=layer, overwrite=options.overwrite)
+    notes = list(writer.notes)
+    if options.tile_grid:
+        notes += check_output(options.tile_grid, "tiles", options.overwrite)[1]
+    return writer, notes
 
 
 @dataclass(frozen=True)
@@ -213,11 +220,11 @@ def _segment(raster: str | Path, out: str | Path, predictor: Predictor, options:
     start = time.perf_counter()
     forward_before = predictor.forward_seconds
     with open_source(raster, spec, options) as src:
-        writer = check_outputs(out, src, options)
+        writer, notes = check_outputs(out, src, options, spec, raster)
         plan = plan_tiles(raster, src, spec, options, tile_size, settings.overlap)
         tiles = plan.tiles
         progress.started(len(tiles))
-        for text in raster_warnings(raster, src, spec, plan):
+        for text in notes + raster_warnings(raster, src, spec, plan):
             progress.warning(text)
         batch_size = options.batch_size or (8 if predictor.device.type == "cuda" else 1)
         sink = FeatureSink(writer, src, spec, model_label or spec.name, Path(raster).name)
@@ -243,14 +250,15 @@ def _segment(raster: str | Path, out: str | Path, predictor: Predictor, options:
             if progress.cancelled():
                 raise Cancelled()
             n = writer.count
-        if options.tile_grid:
-            write_stage_tile_grid(options.tile_grid, stage, src)
+            if options.tile_grid:  # before the output is committed: a failure here leaves the output as it was
+                write_stage_tile_grid(options.tile_grid, stage, src, options.overwrite)
     return SegmentResult(str(out), n, len(tiles), round(time.perf_counter() - start, 3), stage.counts,
                          stage.peak_pending, stage.tiles_run,
-                         round(predictor.forward_seconds - forward_before, 3), plan.notes)
+                         round(predictor.forward_seconds - forward_before, 3), plan.notes, writer.layer_name)
 
 
-def write_stage_tile_grid(path: str | Path, stage: RowStreamingStage, src: RasterSource) -> None:
+def write_stage_tile_grid(path: str | Path, stage: RowStreamingStage, src: RasterSource,
+                          overwrite: bool = False) -> None:
     """The QA tile grid of a finished stage (its records, sorted row-major) on `src`'s working grid."""
     records = sorted(stage.records, key=lambda r: (r.tile.row_off, r.tile.col_off))
-    write_tile_grid(path, records, src.work.transform, src.work.crs_wkt)
+    write_tile_grid(path, records, src.work.transform, src.work.crs_wkt, overwrite)

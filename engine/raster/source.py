@@ -8,6 +8,7 @@ come from the model's ground sample distance.
 """
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -73,6 +74,26 @@ class GsdPolicy:
     resample: bool = True  # False: always the raster's own grid (geographic rasters are still reprojected)
 
 
+def _open(path: str | Path) -> rasterio.DatasetReader:
+    """rasterio.open with one-line UserErrors for a missing or unreadable file (or GDAL URI)."""
+    if not is_gdal_uri(path) and not Path(path).exists():
+        raise UserError(f"raster '{path}': file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        first = str(exc).splitlines()[0][:150]
+        raise UserError(f"raster '{path}': not a readable raster ({first}); give a GeoTIFF or another file "
+                        "GDAL reads") from None
+
+
+def raster_band_count(path: str | Path) -> int:
+    """The number of bands of a raster (its header only); UserError when it is missing or unreadable."""
+    with _open(path) as ds:
+        return ds.count
+
+
 class RasterSource:
     """Open a raster for windowed reads. Use as a context manager.
 
@@ -82,21 +103,14 @@ class RasterSource:
     def __init__(self, path: str | Path, bands: list[int] | None = None, gsd: GsdPolicy | None = None,
                  extent: tuple[float, float, float, float] | None = None) -> None:
         self.path: str | Path = str(path) if is_gdal_uri(path) else Path(path)
-        if isinstance(self.path, Path) and not self.path.exists():
-            raise UserError(f"raster '{path}': file not found")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self._ds = rasterio.open(self.path)
-        except RasterioIOError as exc:
-            first = str(exc).splitlines()[0][:150]
-            raise UserError(f"raster '{path}': not a readable raster ({first})") from None
+        self._ds = _open(self.path)
         ds = self._ds
         if bands:
             bad = [b for b in bands if not 1 <= b <= ds.count]
             if bad:
                 ds.close()
-                raise UserError(f"--bands {','.join(map(str, bands))}: raster '{path}' has bands 1..{ds.count}")
+                raise UserError(f"--bands {','.join(map(str, bands))}: raster '{path}' has bands 1..{ds.count}; "
+                                f"choose bands from 1 to {ds.count}")
         self.bands = list(bands) if bands else list(range(1, ds.count + 1))
         self.info = RasterInfo(
             path=str(self.path), height=ds.height, width=ds.width, count=ds.count, dtype=ds.dtypes[0],
@@ -177,10 +191,14 @@ class RasterSource:
             bands = self.bands + ([self._alpha] if self._alpha else [])
             pixels = self._reader.read(bands, window=Window(col_off, row_off, width, height))
         except RasterioIOError as exc:
-            raise UserError(f"raster '{self.path}': read failed at window "
-                            f"({row_off},{col_off},{height},{width}): {str(exc).splitlines()[0][:120]}") from None
+            raise UserError(f"raster '{self.path}': read failed at window ({row_off},{col_off},{height},{width}) "
+                            f"({str(exc).splitlines()[0][:120]}); the file may be truncated or damaged: check it "
+                            "with gdalinfo -checksum, or copy it again") from None
         if self._alpha:
-            return pixels[:-1], pixels[-1] > 0
+            valid = pixels[-1] > 0
+            pixels = pixels[:-1]
+            finite = self._finite(pixels)
+            return pixels, valid if finite is None else valid & finite
         return pixels, self.valid_mask(pixels)
 
     def sample(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray | None]:
@@ -189,14 +207,33 @@ class RasterSource:
         ds = self._ds
         factor = max(1.0, max(ds.height, ds.width) / max_side)
         shape = (len(self.bands), max(1, int(ds.height / factor)), max(1, int(ds.width / factor)))
-        pixels = ds.read(self.bands, out_shape=shape, resampling=Resampling.nearest)
+        try:
+            pixels = ds.read(self.bands, out_shape=shape, resampling=Resampling.nearest)
+        except RasterioIOError as exc:
+            raise UserError(f"raster '{self.path}': read failed ({str(exc).splitlines()[0][:120]}); the file may be "
+                            "truncated or damaged: check it with gdalinfo -checksum, or copy it again") from None
         return pixels, self.valid_mask(pixels)
 
     def valid_mask(self, pixels: np.ndarray) -> np.ndarray | None:
-        """[h,w] bool, False where every selected band equals nodata; None when the raster has no nodata."""
-        if self.info.nodata is None:
+        """[h,w] bool, False where every selected band equals nodata (NaN nodata included) or any band is NaN
+        or infinite (never fed to a model); None when every pixel is valid by construction (no nodata value,
+        not a float raster) or in fact."""
+        invalid = None
+        nodata = self.info.nodata
+        if nodata is not None:
+            invalid = np.all(np.isnan(pixels) if math.isnan(nodata) else pixels == nodata, axis=0)
+        finite = self._finite(pixels)
+        if finite is not None:
+            invalid = ~finite if invalid is None else invalid | ~finite
+        return None if invalid is None else ~invalid
+
+    @staticmethod
+    def _finite(pixels: np.ndarray) -> np.ndarray | None:
+        """[h,w] bool, False where a band is NaN or infinite; None for integer pixels or when all are finite."""
+        if pixels.dtype.kind != "f":
             return None
-        return ~np.all(pixels == self.info.nodata, axis=0)
+        finite = np.isfinite(pixels).all(axis=0)
+        return None if finite.all() else finite
 
     def close(self) -> None:
         if self._reader is not self._ds:

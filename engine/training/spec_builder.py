@@ -29,7 +29,18 @@ def _first_image_bands(index: CocoIndex, coco: str | Path, images: str | Path) -
     """Band count of the first image listed in a COCO file."""
     if not index.images:
         raise UserError(f"COCO file '{coco}': lists no images, so the band count is unknown; give --bands")
-    return read_image(Path(images) / index.images[0]["file_name"]).shape[0]
+    path = Path(images) / index.images[0]["file_name"]
+    if not path.is_file():
+        raise UserError(f"image '{path}' (id {index.images[0]['id']} in COCO file '{coco}'): missing; check --images "
+                        "or the file_name")
+    try:
+        return read_image(path).shape[0]
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is unusable
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UserError(f"image '{path}' (id {index.images[0]['id']} in COCO file '{coco}'): cannot be read "
+                        f"({first}); replace the file or remove the image") from None
 
 
 def training_spec(
@@ -71,7 +82,10 @@ def training_spec(
     try:
         config = resolve_config(arch, preset, overrides)
     except ValueError as exc:
-        raise UserError(f"--preset: {exc}; list them with 'rsseg models --architectures'") from None
+        if str(exc).startswith("unknown preset"):
+            raise UserError(f"--preset: {exc}; list them with 'rsseg models --architectures'") from None
+        raise UserError(f"--config: {exc}; fix the setting or drop it (the presets: 'rsseg models "
+                        "--architectures')") from None
     return ModelSpec(
         name=name,
         architecture=arch,

@@ -2,6 +2,10 @@
 checkpoint every epoch with resume, seeded, tqdm bar with the loss, JSON-lines log, loss-curve PNG.
 Under torchrun, DistributedDataParallel with the same global batches (engine.training.ddp); rank 0 writes.
 
+Failures keep the work: both data sets are checked completely before the first step (engine.data.coco);
+a run that fails or is cancelled after training steps saves OUT/last.pt where it stopped (the same
+command resumes from it); temporary checkpoint files of a killed run are removed by the next run.
+
 The model's task (engine.tasks) gives the datasets, the evaluator and the validation score best.pt is
 chosen by (instance: mask AP on CocoInstanceDataset; semantic: mIoU, trained on class maps).
 """
@@ -126,6 +130,13 @@ class Trainer:
         )
         self.val_set = (self.task.eval_dataset(spec, cfg.val_coco, cfg.val_images or cfg.images, cfg.bands)
                         if cfg.val_coco else None)
+        for dataset in (self.train_set, self.val_set):
+            for line in dataset.index.warnings() if dataset is not None else []:
+                self.log(f"warning: {line}")
+        if not any(self.train_set.index.annotations.values()):
+            raise UserError(f"--coco '{cfg.coco}': has no usable annotations, so there is nothing to learn; give a "
+                            "COCO file with objects")
+        self._remove_stale_temporaries()
         self.model = build_model(spec).to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if cfg.optimizer == "adamw":
@@ -138,6 +149,8 @@ class Trainer:
         self.batch_in_epoch = 0  # batches of the current epoch already trained (resume point)
         self.history: list[dict[str, Any]] = []
         self.started = time.monotonic()  # wall clock of this process, for elapsed_s in the log
+        self.saved_iteration = 0  # the iteration OUT/last.pt holds
+        self._bar: tqdm | None = None  # the current epoch's progress bar
         last = self.out / "last.pt"
         if cfg.resume and last.is_file():
             self._resume(last)
@@ -183,10 +196,28 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.best_score = state.get("best_score", state.get("best_ap", -1.0))  # best_ap: older runs
         self.history = json.loads(state.get("history", "[]"))
+        self.saved_iteration = self.iteration
         # records logged after this checkpoint (a run killed between saves) are trained again: drop them
         if self.dist.is_main:
             (self.out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.history))
         self.log(f"resumed from {path} at epoch {self.epoch}, iteration {self.iteration}")
+
+    def _remove_stale_temporaries(self) -> None:
+        """Checkpoint files a killed run was writing (engine.checkpoint writes .NAME.XXXX.tmp, then renames)."""
+        for tmp in self.out.glob(".*.pt.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            self.log(f"removed {tmp}, left by an earlier run that was killed while saving")
+
+    def _keep_work(self, failure: BaseException) -> None:
+        """After a failure or cancel: save last.pt at the last finished step when it is newer than the saved one."""
+        if self.iteration <= self.saved_iteration:
+            return
+        try:
+            self._save("last.pt", {"stopped_by": type(failure).__name__}, with_state=True)
+        except BaseException as exc:  # noqa: BLE001 - the original failure is what the user must see
+            self.log(f"could not save {self.out / 'last.pt'} after the failure ({type(exc).__name__}: {exc})")
+            return
+        self.log(f"saved {self.out / 'last.pt'} at iteration {self.iteration}: run the same command to resume")
 
     def _provenance(self) -> dict[str, Any]:
         return {
@@ -209,7 +240,10 @@ class Trainer:
             if self.dist.enabled:
                 state["torch_rng_ranks"] = rngs
         ckpt = Checkpoint(self.spec, self.model.state_dict(), self._provenance(), metrics, state)
-        return save_checkpoint(ckpt, self.out / name)
+        path = save_checkpoint(ckpt, self.out / name)
+        if with_state:
+            self.saved_iteration = self.iteration
+        return path
 
     def _write_log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -226,10 +260,10 @@ class Trainer:
         total_iters = per_epoch * self.cfg.epochs
         steps_iters = [s * per_epoch for s in self.cfg.steps]
         running = 0.0
-        bar = tqdm(total=per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
-                   dynamic_ncols=True, leave=True, disable=not self.dist.is_main)
+        bar = self._bar = tqdm(total=per_epoch, initial=self.batch_in_epoch, dynamic_ncols=True, leave=True,
+                               desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", disable=not self.dist.is_main)
         first = self.batch_in_epoch
-        for k, (images, targets) in enumerate(self._loader(first), start=first):
+        for k, (images, targets) in enumerate(_batches(self._loader(first)), start=first):
             if k >= per_epoch:
                 break
             factor = lr_factor(self.iteration, total_iters, self.cfg.warmup_iters, self.cfg.schedule, steps_iters)
@@ -243,7 +277,9 @@ class Trainer:
             total = sum(losses.values())
             loss = self.dist.mean(total.detach() * weight)  # the global batch's loss
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at iteration {self.iteration}; lower --lr")
+                raise UserError(f"--lr {self.cfg.lr:g}: the loss became {loss.item()} at iteration "
+                                f"{self.iteration}; lower --lr or raise --warmup-iters and run again (it resumes "
+                                "from last.pt)")
             self.optim.zero_grad(set_to_none=True)
             self.scaler.scale(total * weight).backward()
             self.scaler.unscale_(self.optim)
@@ -273,7 +309,17 @@ class Trainer:
     def fit(self, stop_at: int | None = None) -> Path:
         """Train the remaining epochs; returns the path of best.pt (validation mIoU or mask AP) or last.pt.
 
-        `stop_at`: return after that many iterations in all, with last.pt saved there (a later fit resumes)."""
+        `stop_at`: return after that many iterations in all, with last.pt saved there (a later fit resumes).
+        A failure or cancel saves last.pt at the last finished step first (`_keep_work`)."""
+        try:
+            return self._fit(stop_at)
+        except BaseException as exc:
+            if self._bar is not None:
+                self._bar.close()  # before the messages about the failure
+            self._keep_work(exc)
+            raise
+
+    def _fit(self, stop_at: int | None) -> Path:
         while self.epoch < self.cfg.epochs:
             loss = self.train_one_epoch(stop_at)
             if self.batch_in_epoch < self._iters_per_epoch():
@@ -301,6 +347,19 @@ class Trainer:
                 break
         best = self.out / "best.pt"
         return best if best.is_file() else self.out / "last.pt"
+
+
+def _batches(loader: torch.utils.data.DataLoader):
+    """The loader's batches; a UserError raised in a worker process comes out as its own one line (torch wraps
+    it in the worker's traceback)."""
+    try:
+        yield from loader
+    except UserError as exc:
+        text = str(exc)
+        if text.startswith("Caught"):
+            last = text.strip().splitlines()[-1]
+            raise UserError(last.split("UserError: ", 1)[-1]) from None
+        raise
 
 
 def plot_loss_curve(log_path: Path, png_path: Path, task: Task) -> None:

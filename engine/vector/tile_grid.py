@@ -40,9 +40,10 @@ def window_polygon(row_off: int, col_off: int, height: int, width: int, transfor
 
 
 def write_tile_grid(path: str | os.PathLike, records: list[TileRecord], transform: Affine,
-                    crs_wkt: str | None) -> int:
-    """Write the tile windows (atomically) with core bounds (raster pixels) and status; returns the count."""
-    with VectorWriter(path, crs_wkt, layer_name="tiles", fields=TILE_FIELDS) as writer:
+                    crs_wkt: str | None, overwrite: bool = False) -> int:
+    """Write the tile windows (atomically; into an existing GeoPackage as its layer "tiles", unless `overwrite`)
+    with core bounds (raster pixels) and status; returns the count."""
+    with VectorWriter(path, crs_wkt, layer_name="tiles", fields=TILE_FIELDS, overwrite=overwrite) as writer:
         for index, rec in enumerate(records):
             t = rec.tile
             writer.write(window_polygon(t.row_off, t.col_off, t.height, t.width, transform), {

@@ -10,6 +10,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import MultiPolygon, Polygon, box
 
+from engine.errors import UserError
 from engine.vector import (
     FIELDS,
     VectorWriter,
@@ -196,7 +197,7 @@ def test_driver_for_path() -> None:
 
 def test_missing_directory_rejected_before_work(tmp_path) -> None:
     target = tmp_path / "nope" / "out.gpkg"
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         VectorWriter(target, None, "x")
     assert not (tmp_path / "nope").exists()
 
@@ -212,7 +213,7 @@ def test_unwritable_directory_rejected(tmp_path, monkeypatch) -> None:
 
         monkeypatch.setattr(writer_mod.tempfile, "mkstemp", _denied)
     try:
-        with pytest.raises(PermissionError, match=r"output '.*out\.gpkg'.*not writable"):
+        with pytest.raises(UserError, match=r"output '.*out\.gpkg'.*not writable"):
             VectorWriter(ro / "out.gpkg", None, "x")
         assert os.listdir(ro) == []
     finally:
