@@ -26,6 +26,7 @@ import torch
 
 from engine.data.class_maps import CocoSemanticDataset
 from engine.data.coco import CocoInstanceDataset, collate, read_coco
+from engine.data.transforms import Compose, ScaleJitter
 from engine.evaluation.coco_eval import evaluate_model
 from engine.evaluation.semantic_eval import evaluate_semantic_model
 from engine.models import MODELS, build_model, resolve_config
@@ -75,16 +76,18 @@ def subset_coco(src: Path, out: Path, n: int) -> Path:
     return out
 
 
-def build(arch: str, data: Path, work: Path, n_images: int, config: dict[str, Any]):
-    """(spec, dataset) for `arch` on its 8 fixed images."""
+def build(arch: str, data: Path, work: Path, n_images: int, config: dict[str, Any], scale: float = 1.0):
+    """(spec, dataset) for `arch` on its 8 fixed images, resized by `scale` (the spec's input_scale)."""
     semantic = MODELS[arch].task == "semantic"
     folder, norm, bands = ("nwpu_vhr10", NWPU_NORM, None) if semantic else ("ssdd", SSDD_NORM, [1])
     coco = subset_coco(data / folder / "train.json", work / f"{folder}_{n_images}.json", n_images)
     names = read_coco(coco).category_names
     spec = ModelSpec(name=f"overfit-{arch}", architecture=arch, task=MODELS[arch].task, config=config,
-                     classes=classes_from_names(names), bands=3 if semantic else 1, normalisation=norm)
+                     classes=classes_from_names(names), bands=3 if semantic else 1, normalisation=norm,
+                     input_scale=scale)
     dataset_type = CocoSemanticDataset if semantic else CocoInstanceDataset
-    return spec, dataset_type(coco, data / folder / "images", norm, bands)
+    resize = Compose([ScaleJitter(scale, scale)]) if scale != 1.0 else None
+    return spec, dataset_type(coco, data / folder / "images", norm, bands, resize)
 
 
 BARS = {"instance": 70.0, "semantic": 80.0}  # mask AP, mIoU (percent)
@@ -96,7 +99,7 @@ def _score(metrics: dict[str, Any]) -> float:
 
 
 def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr: float | None = None,
-            seed: int = 0, threads: int = 2, eval_every: int = 100) -> dict[str, Any]:
+            seed: int = 0, threads: int = 2, eval_every: int = 100, scale: float = 1.0) -> dict[str, Any]:
     """Train `arch` on `n_images` fixed images (batch 2, no augmentation) for up to `iters` iterations,
     measuring every `eval_every` iterations and stopping once the bar is reached -> result."""
     recipe = RECIPES[arch]
@@ -104,7 +107,7 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
     random.seed(seed)
     np.random.seed(seed)
     torch.set_num_threads(threads)
-    spec, dataset = build(arch, data, work, n_images, recipe.config(arch))
+    spec, dataset = build(arch, data, work, n_images, recipe.config(arch), scale)
     samples = [dataset[i] for i in range(len(dataset))]  # decoded once: the same images every step
     model = build_model(spec)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -137,7 +140,7 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
             print(f"{arch} it {it}: loss {loss.item():.4f}", flush=True)
         if (it + 1) % eval_every == 0 or it == iters - 1:
             t0 = time.perf_counter()
-            metrics = evaluate(model, dataset)
+            metrics = evaluate(model, dataset, input_scale=scale)  # on the full-size truth
             model.train()
             eval_seconds += time.perf_counter() - t0
             checks.append({"iteration": it + 1, "score": _score(metrics)})
@@ -145,7 +148,8 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
             if checks[-1]["score"] >= bar:
                 break
     seconds = time.perf_counter() - start - eval_seconds
-    result = {"arch": arch, "iterations": checks[-1]["iteration"], "max_iterations": iters, "checks": checks,
+    result = {"arch": arch, "scale": scale, "iterations": checks[-1]["iteration"], "max_iterations": iters,
+              "checks": checks,
               "images": len(dataset), "seconds": round(seconds, 1),
               "lr": base_lr, "optimizer": recipe.optimizer, "mask_AP": metrics["segm"]["AP"],
               "box_AP": metrics["bbox"]["AP"], "curve": curve}
@@ -177,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/overfit"), help="results folder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-every", type=int, default=100, help="measure every N iterations; stop at the bar")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="train on the images resized by this factor; measured on the full-size truth")
     parser.add_argument("--table", type=Path, help="print the markdown table of a results folder and exit")
     args = parser.parse_args(argv)
     if args.table:
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.arch:
         parser.error("--arch is required (or --table)")
     result = overfit(args.arch, args.iters, args.data, args.out / "data", args.images, args.lr, threads=args.threads,
-                     eval_every=args.eval_every)
+                     eval_every=args.eval_every, scale=args.scale)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.arch}.json").write_text(json.dumps(result, indent=1))
     value = f"mIoU {result['mIoU']:.1f}" if "mIoU" in result else f"mask AP {result['mask_AP']:.1f}"

@@ -73,8 +73,10 @@ def raster_name(raster: str) -> str:
 
 
 def folder_output(rasters: Sequence[str], out: str | Path) -> bool:
-    """Whether `out` is a folder of outputs (several rasters, or an existing folder) rather than one file."""
-    return len(rasters) > 1 or Path(out).is_dir()
+    """Whether `out` is a folder of outputs (several rasters, or an existing folder not named like a vector
+    file: a folder called x.gpkg is a mistaken file name, refused as such) rather than one file."""
+    out = Path(out)
+    return len(rasters) > 1 or (out.is_dir() and out.suffix.lower() not in (".gpkg", ".shp", ".geojson", ".json"))
 
 
 def plan_jobs(rasters: Sequence[str], out: str | Path) -> list[RasterJob]:

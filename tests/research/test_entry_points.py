@@ -15,7 +15,8 @@ from benchmarks.make_large_scene import scene_ships
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["research.queue", "research.instance_table", "research.semantic_table", "research.pack_runs",
            "research.cpu_precision", "research.solo_stability", "benchmarks.benchmark_inference",
-           "benchmarks.seam_accuracy", "benchmarks.make_large_scene"]
+           "benchmarks.seam_accuracy", "benchmarks.make_large_scene", "research.overfit",
+           "benchmarks.benchmark_distributed"]
 
 
 @pytest.mark.parametrize("name", MODULES)
