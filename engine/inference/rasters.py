@@ -76,7 +76,12 @@ def folder_output(rasters: Sequence[str], out: str | Path) -> bool:
     """Whether `out` is a folder of outputs (several rasters, or an existing folder not named like a vector
     file: a folder called x.gpkg is a mistaken file name, refused as such) rather than one file."""
     out = Path(out)
-    return len(rasters) > 1 or (out.is_dir() and out.suffix.lower() not in (".gpkg", ".shp", ".geojson", ".json"))
+    if len(rasters) > 1:
+        return True
+    try:
+        return out.is_dir() and out.suffix.lower() not in (".gpkg", ".shp", ".geojson", ".json")
+    except OSError:  # e.g. a name too long for the file system: the output checks say so in their own words
+        return False
 
 
 def plan_jobs(rasters: Sequence[str], out: str | Path) -> list[RasterJob]:

@@ -17,6 +17,7 @@ from engine.inference.rasters import (
 )
 from engine.inference.segment import segment_raster
 from engine.raster.source import RasterSource, is_gdal_uri
+from engine.vector.writer import default_layer_name
 from tests.data.make_fixtures import write_scene_geotiff
 from tests.engine.recording_progress import RecordingProgress
 from tests.engine.test_segment import OraclePredictor
@@ -76,5 +77,5 @@ def test_segment_rasters_one_output_each_and_one_progress_count(tmp_path: Path) 
     for raster, job in zip(rasters, jobs):
         alone = segment_raster(raster, tmp_path / f"{raster.stem}-alone.gpkg", OraclePredictor(), model_label="oracle")
         with fiona.open(job.out) as layer, fiona.open(alone.output) as reference:
-            assert layer.name == raster.stem
+            assert layer.name == default_layer_name("oracle", raster)  # MODEL_RASTER, as for one output
             assert [dict(f["properties"]) for f in layer] == [dict(f["properties"]) for f in reference]
