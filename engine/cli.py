@@ -20,6 +20,12 @@ from engine.errors import Cancelled, UserError
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
+# `train` defaults of a new model; with --init and no architecture flag, the base model's spec gives these instead
+TRAIN_DEFAULTS = {"arch": "mask_rcnn", "sensor": "sar", "mean": "0.5", "std": "0.5", "scale": 1 / 255, "gsd": 1.0,
+                  "input_scale": 1.0, "tile_size": 512, "overlap": 128, "score_threshold": 0.5}
+ARCHITECTURE_FLAGS = ("arch", "backbone", "pretrained", "preset", "config")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on a COCO instance dataset (semantic architectures: class maps)")
     p.add_argument("--coco", required=True, help="training COCO json")
@@ -28,21 +34,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-images", help="validation images folder (default: --images)")
     p.add_argument("--out", required=True, help="run folder: last.pt, best.pt, log.jsonl, loss.png")
     p.add_argument("--name", help="model name stored in the spec (default: the run folder's name)")
-    p.add_argument("--arch", default="mask_rcnn", help="architecture (see 'rsseg models --architectures')")
+    p.add_argument("--init", metavar="MODEL",
+                   help="shipped model name or checkpoint whose weights start the run. Without architecture flags "
+                        "(--arch, --backbone, --pretrained, --preset, --config) the run fine-tunes it: it keeps its "
+                        "architecture, config, bands, normalisation, GSD and zoom; classes other than its own get "
+                        "a new head. c2fnet: a semantic checkpoint becomes the coarse model")
+    p.add_argument("--arch", help="architecture (see 'rsseg models --architectures'; default: mask_rcnn)")
     p.add_argument("--backbone", help="backbone name; default: the architecture's own (mask_rcnn: resnet18)")
     p.add_argument("--pretrained", action="store_true", help="ImageNet weights (efficientnet_lite0)")
     p.add_argument("--preset", help="named config of the architecture (see 'rsseg models --architectures')")
-    p.add_argument("--config", default="{}", help="JSON object of architecture config overrides (over --preset)")
+    p.add_argument("--config", help="JSON object of architecture config overrides (over --preset)")
     p.add_argument("--bands", help="comma-separated 1-based bands to read, e.g. '1' for SAR JPEGs")
     p.add_argument("--band-names", help="comma-separated names of the model's input bands")
-    p.add_argument("--sensor", choices=["sar", "sar-db", "optical"], default="sar")
-    p.add_argument("--mean", default="0.5", help="comma-separated per-band means after scaling to [0,1]")
-    p.add_argument("--std", default="0.5", help="comma-separated per-band stds")
-    p.add_argument("--scale", type=float, default=1 / 255, help="raw value -> [0,1] factor (1/255 for 8-bit)")
-    p.add_argument("--gsd", type=float, default=1.0, help="ground sample distance of the training data, m/pixel")
-    p.add_argument("--tile-size", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=128)
-    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--sensor", choices=["sar", "sar-db", "optical"], help="default: sar")
+    p.add_argument("--mean", help="comma-separated per-band means after scaling to [0,1] (default: 0.5)")
+    p.add_argument("--std", help="comma-separated per-band stds (default: 0.5)")
+    p.add_argument("--scale", type=float, help="raw value -> [0,1] factor (default: 1/255, for 8-bit)")
+    p.add_argument("--gsd", type=float, help="ground sample distance of the training data, m/pixel (default: 1)")
+    p.add_argument("--tile-size", type=int, help="inference tile size stored in the spec (default: 512)")
+    p.add_argument("--overlap", type=int, help="inference tile overlap stored in the spec (default: 128)")
+    p.add_argument("--score-threshold", type=float, help="inference score threshold stored in the spec "
+                                                         "(default: 0.5)")
     p.add_argument("--description", default="")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=2)
@@ -59,9 +71,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--crop-size", type=int, default=512)
     p.add_argument("--scale-jitter", default="0.8,1.25", help="min,max resize factor (times --input-scale)")
-    p.add_argument("--input-scale", type=float, default=1.0, metavar="FACTOR",
+    p.add_argument("--input-scale", type=float, metavar="FACTOR",
                    help="zoom the model works at: images resized by FACTOR in training, tiles at inference "
-                        "(2 for small SAR ships)")
+                        "(2 for small SAR ships; default: 1)")
     p.add_argument("--sar-augment", action="store_true", help="gain, gamma and speckle jitter of SAR amplitude")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="ITERS",
                    help="save OUT/last.pt every ITERS iterations inside an epoch, for resume (0: epoch ends only)")
@@ -69,8 +81,43 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
-    p.add_argument("--init", help="checkpoint whose weights start the run (c2fnet: a semantic checkpoint "
-                                  "becomes the coarse model)")
+    p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar",
+                   help="bar on stderr, or JSON lines on stdout (iterations) for programs (the QGIS plugin)")
+
+
+def _add_chips(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("chips", help="training chips (GeoTIFF) and COCO files from a raster and a polygon layer")
+    p.add_argument("raster", help="raster to cut (any GDAL raster)")
+    p.add_argument("polygons", help="polygon layer of the objects (GeoPackage, Shapefile, GeoJSON; "
+                                    "'file.gpkg|layername=x')")
+    p.add_argument("--out", required=True, help="output folder: OUT/images/, OUT/all.json, OUT/train.json, "
+                                                "OUT/val.json")
+    p.add_argument("--class-field", help="attribute with each polygon's class (default: every polygon is one class)")
+    p.add_argument("--classes", help="comma-separated class names in this order, e.g. a base model's "
+                                     "(default: the sorted names found)")
+    p.add_argument("--layer", help="layer inside POLYGONS when the file holds several")
+    p.add_argument("--aoi", help="polygon layer: only chips touching it are written")
+    p.add_argument("--extent", metavar="XMIN,YMIN,XMAX,YMAX",
+                   help="only chips touching this rectangle, in the raster's CRS (write --extent=... when XMIN is "
+                        "negative)")
+    p.add_argument("--bands", help="comma-separated 1-based raster bands, as the base model reads them "
+                                   "(e.g. 1,1,1; default: all)")
+    p.add_argument("--tile-size", type=int, default=512, help="chip size in pixels (default: %(default)s)")
+    p.add_argument("--overlap", type=int, default=0, help="pixels shared by neighbouring chips (default: %(default)s)")
+    p.add_argument("--empty-fraction", type=float, default=0.2,
+                   help="at most this fraction of the written chips hold no object (default: %(default)s)")
+    p.add_argument("--min-object-pixels", type=int, default=4,
+                   help="drop pieces of polygons covering fewer pixels of a chip (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="fraction of the chips in val.json (0: none; default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the empty-chip draw and of the split")
+    p.add_argument("--gsd", type=float, metavar="METRES",
+                   help="resample to this GSD, as segment does for a model of this GSD (default: keep the pixels)")
+    p.add_argument("--gsd-tolerance", type=float, default=0.25,
+                   help="with --gsd: relative GSD difference taken as is (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace chips already in OUT")
+    p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar",
+                   help="bar on stderr, or JSON lines on stdout for programs (the QGIS plugin)")
 
 
 def _add_split(sub: argparse._SubParsersAction) -> None:
@@ -132,6 +179,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-scale", type=float, metavar="FACTOR",
                    help="resize every image by FACTOR before the model (default: the zoom the model was trained at)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar",
+                   help="bar on stderr, or JSON lines on stdout (images; the metrics in the done event)")
 
 
 def _add_score(sub: argparse._SubParsersAction) -> None:
@@ -140,10 +189,17 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("reference", help="reference (truth) polygon layer")
     p.add_argument("--iou", type=float, default=0.5, help="IoU for a hit, one-to-one (default: %(default)s)")
     p.add_argument("--class-field", default="class_name", help="attribute holding the class (default: %(default)s)")
+    p.add_argument("--reference-class-field", help="the reference layer's class attribute (default: --class-field)")
     p.add_argument("--score-field", default="score", help="attribute ordering the predictions (default: %(default)s)")
     p.add_argument("--prediction-layer", help="layer of a multi-layer prediction file")
     p.add_argument("--reference-layer", help="layer of a multi-layer reference file")
     p.add_argument("--out", help="write the scores as JSON")
+    p.add_argument("--misses", metavar="PATH", help="write the reference polygons no prediction matched "
+                                                    "(.gpkg, .shp, .geojson)")
+    p.add_argument("--false-alarms", metavar="PATH", help="write the predictions that matched no reference polygon "
+                                                          "(.gpkg, .shp, .geojson)")
+    p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar",
+                   help="jsonl: the scores as a done event on stdout, for programs (the QGIS plugin)")
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
@@ -214,6 +270,22 @@ def _load_model(name_or_path: str, input_scale: float | None):
     return label, replace(ckpt, spec=ckpt.spec.with_updates(input_scale=input_scale))
 
 
+@contextmanager
+def _reported(reporter) -> Iterator[None]:
+    """A command's failure also goes to its Reporter as an "error" event (JSON-lines mode), then on as raised."""
+    try:
+        yield
+    except UserError as exc:
+        reporter.error(str(exc))
+        raise
+    except (Cancelled, KeyboardInterrupt):
+        reporter.error("cancelled")
+        raise
+    except Exception as exc:
+        reporter.error(f"{type(exc).__name__}: {exc}")
+        raise
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from engine.progress import Reporter
 
@@ -269,21 +341,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.inference.predictor import Predictor
     from engine.progress import Reporter
 
-    label, ckpt = _load_model(args.checkpoint, args.input_scale)
-    predictor = Predictor(ckpt, args.device)
-    task = predictor.task
-    dataset = task.eval_dataset(ckpt.spec, args.coco, args.images, _ints(args.bands))
-    bar = Reporter("bar", desc="evaluate", unit="img")
-    try:
-        metrics = task.evaluate(predictor.model, dataset, predictor.device, progress=bar.advance,
+    reporter = Reporter(args.progress, desc="evaluate", unit="img")
+    with _reported(reporter):
+        label, ckpt = _load_model(args.checkpoint, args.input_scale)
+        predictor = Predictor(ckpt, args.device)
+        task = predictor.task
+        dataset = task.eval_dataset(ckpt.spec, args.coco, args.images, _ints(args.bands))
+        reporter.start_fields = {"message": f"Evaluating {label} on {len(dataset)} images"}
+        reporter.started(len(dataset))
+        metrics = task.evaluate(predictor.model, dataset, predictor.device, progress=reporter.advance,
                                 input_scale=ckpt.spec.input_scale)
-    finally:
-        bar.close()
-    metrics = {"model": label, "coco": args.coco, **metrics}
-    print(task.report(metrics))
-    print(speed_line(metrics, str(predictor.device)))
-    if args.out:
-        print(f"written to {write_json(args.out, metrics)}", file=sys.stderr)
+        metrics = {"model": label, "coco": args.coco, **metrics}
+        out = write_json(args.out, metrics) if args.out else None
+        reporter.done(model=label, images=metrics.get("images"), headline=task.headline(metrics),
+                      score_name=task.score_name, output=str(out) if out else None)
+    print(task.report(metrics), file=sys.stderr if args.progress == "jsonl" else sys.stdout)
+    print(speed_line(metrics, str(predictor.device)), file=sys.stderr if args.progress == "jsonl" else sys.stdout)
+    if out:
+        print(f"written to {out}", file=sys.stderr)
     return 0
 
 
@@ -324,33 +399,74 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 3
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _finetune_spec(args: argparse.Namespace):
+    """`train --init MODEL` without architecture flags: the base model's spec, the COCO file's classes, and the
+    spec fields the user set."""
+    from engine.data.coco import read_coco
+    from engine.training.finetune import finetune_spec
+    from engine.training.spec_builder import SAR_MODES, first_image_bands
+    from engine.zoo import resolve_model
+
+    label, base = resolve_model(args.init)
+    index = read_coco(args.coco)
+    bands = _ints(args.bands)
+    given = {"band_names": tuple(args.band_names.split(",")) if args.band_names else None, "gsd_m": args.gsd,
+             "input_scale": _input_scale(args.input_scale), "tile_size": args.tile_size, "overlap": args.overlap,
+             "score_threshold": args.score_threshold, "description": args.description or None}
+    norm = {"sar": SAR_MODES[args.sensor] if args.sensor else None, "scale": args.scale,
+            "mean": _floats(args.mean) if args.mean else None, "std": _floats(args.std) if args.std else None}
+    return finetune_spec(
+        base.spec, name=args.name or Path(args.out).name, class_names=index.category_names,
+        image_bands=len(bands) if bands else first_image_bands(index, args.coco, args.images), base_label=label,
+        updates={k: v for k, v in given.items() if v is not None},
+        normalisation={k: v for k, v in norm.items() if v is not None})
+
+
+def _train_spec(args: argparse.Namespace):
+    """The spec of the run: a fine-tuned base model (--init, no architecture flag) or a new model."""
     from engine.training.spec_builder import parse_overrides, training_spec
+
+    if args.init and not any(getattr(args, flag) not in (None, False) for flag in ARCHITECTURE_FLAGS):
+        return _finetune_spec(args)
+    d = {k: (v if getattr(args, k) is None else getattr(args, k)) for k, v in TRAIN_DEFAULTS.items()}
+    overrides = {**({"backbone": args.backbone} if args.backbone else {}),
+                 **({"pretrained": True} if args.pretrained else {}), **parse_overrides(args.config or "{}")}
+    return training_spec(
+        name=args.name or Path(args.out).name, arch=d["arch"], coco=args.coco, images=args.images,
+        preset=args.preset, overrides=overrides, bands=_ints(args.bands),
+        band_names=args.band_names.split(",") if args.band_names else None, sensor=d["sensor"],
+        scale=d["scale"], mean=_floats(d["mean"]), std=_floats(d["std"]), gsd_m=d["gsd"],
+        input_scale=d["input_scale"], tile_size=d["tile_size"], overlap=d["overlap"],
+        score_threshold=d["score_threshold"], description=args.description,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.progress import Reporter
     from engine.training.trainer import TrainConfig, Trainer
 
-    overrides = {**({"backbone": args.backbone} if args.backbone else {}),
-                 **({"pretrained": True} if args.pretrained else {}), **parse_overrides(args.config)}
-    bands = _ints(args.bands)
-    spec = training_spec(
-        name=args.name or Path(args.out).name, arch=args.arch, coco=args.coco, images=args.images,
-        preset=args.preset, overrides=overrides, bands=bands,
-        band_names=args.band_names.split(",") if args.band_names else None, sensor=args.sensor,
-        scale=args.scale, mean=_floats(args.mean), std=_floats(args.std), gsd_m=args.gsd,
-        input_scale=args.input_scale, tile_size=args.tile_size, overlap=args.overlap,
-        score_threshold=args.score_threshold, description=args.description,
-    )
-    jitter = _floats(args.scale_jitter)
-    cfg = TrainConfig(
-        coco=args.coco, images=args.images, out_dir=args.out, val_coco=args.val_coco, val_images=args.val_images,
-        bands=bands, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, schedule=args.schedule,
-        steps=_ints(args.steps) or [], clip_grad=args.clip_grad, amp=not args.no_amp, seed=args.seed,
-        workers=args.workers, eval_every=args.eval_every, crop_size=args.crop_size, min_scale=jitter[0],
-        max_scale=jitter[1], max_iters_per_epoch=args.max_iters_per_epoch, device=args.device,
-        resume=not args.no_resume, threads=args.threads, init=args.init, checkpoint_every=args.checkpoint_every,
-        sar_augment=args.sar_augment,
-    )
-    best = Trainer(spec, cfg, log=lambda m: print(m, file=sys.stderr)).fit()
+    reporter = Reporter(args.progress, desc="train", unit="iteration")
+    with _reported(reporter):
+        spec = _train_spec(args)
+        jitter = _floats(args.scale_jitter)
+        cfg = TrainConfig(
+            coco=args.coco, images=args.images, out_dir=args.out, val_coco=args.val_coco,
+            val_images=args.val_images, bands=_ints(args.bands), epochs=args.epochs, batch_size=args.batch_size,
+            optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, warmup_iters=args.warmup_iters,
+            schedule=args.schedule, steps=_ints(args.steps) or [], clip_grad=args.clip_grad, amp=not args.no_amp,
+            seed=args.seed, workers=args.workers, eval_every=args.eval_every, crop_size=args.crop_size,
+            min_scale=jitter[0], max_scale=jitter[1], max_iters_per_epoch=args.max_iters_per_epoch,
+            device=args.device, resume=not args.no_resume, threads=args.threads, init=args.init,
+            checkpoint_every=args.checkpoint_every, sar_augment=args.sar_augment,
+        )
+        trainer = Trainer(spec, cfg, log=lambda m: print(m, file=sys.stderr), progress=reporter,
+                          bar=args.progress == "bar")
+        reporter.start_fields = {"device": str(trainer.device), "message": (
+            f"Training {spec.name} ({spec.architecture}, classes {', '.join(c.name for c in spec.classes)}) on "
+            f"{len(trainer.train_set)} images, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}")}
+        best = trainer.fit()
+        reporter.done(output=str(best), best_score=trainer.best_score if trainer.best_score >= 0 else None,
+                      score_name=trainer.task.score_name, epochs=trainer.epoch, iterations=trainer.iteration)
     print(f"trained: {best}", file=sys.stderr)
     return 0
 
@@ -365,19 +481,70 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from engine.evaluation.report import write_json
-    from engine.vector.score import format_score, score_files
+    from engine.progress import Reporter
+    from engine.vector.score import format_score, score_layers, write_unmatched
 
-    score = score_files(args.prediction, args.reference, args.iou, args.class_field, args.score_field,
-                        args.prediction_layer, args.reference_layer)
-    print(format_score(score))
-    if args.out:
-        out = write_json(args.out, {"prediction": args.prediction, "reference": args.reference, **score.to_dict()})
-        print(f"written to {out}", file=sys.stderr)
+    reporter = Reporter(args.progress, desc="score")
+    with _reported(reporter):
+        score, pred, ref = score_layers(args.prediction, args.reference, args.iou, args.class_field,
+                                        args.score_field, args.prediction_layer, args.reference_layer,
+                                        args.reference_class_field)
+        written = {}
+        for flag, path, layer, other, indices in (("--misses", args.misses, ref, pred, score.misses),
+                                                  ("--false-alarms", args.false_alarms, pred, ref, score.false_alarms)):
+            if path:
+                written[flag[2:].replace("-", "_")] = str(write_unmatched(path, layer, indices, other, score, flag))
+        out = None
+        if args.out:
+            out = write_json(args.out, {"prediction": args.prediction, "reference": args.reference,
+                                        **score.to_dict()})
+        reporter.done(**score.to_dict(), output=str(out) if out else None, **written)
+    print(format_score(score), file=sys.stderr if args.progress == "jsonl" else sys.stdout)
+    for path in ([out] if out else []) + list(written.values()):
+        print(f"written to {path}", file=sys.stderr)
+    return 0
+
+
+def _chip_options(args: argparse.Namespace):
+    from engine.data.chips import ChipOptions
+
+    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
+    try:
+        bands = tuple(int(b) for b in args.bands.split(",") if b.strip()) if args.bands else None
+    except ValueError:
+        raise UserError(f"--bands {args.bands}: give comma-separated 1-based band numbers, e.g. --bands 1,1,1") \
+            from None
+    return ChipOptions(
+        class_field=args.class_field, classes=classes, layer=args.layer, aoi=args.aoi, extent=_extent(args.extent),
+        bands=bands, tile_size=args.tile_size, overlap=args.overlap, empty_fraction=args.empty_fraction,
+        min_object_pixels=args.min_object_pixels, val_fraction=args.val_fraction, seed=args.seed,
+        gsd_m=args.gsd, gsd_tolerance=args.gsd_tolerance, overwrite=args.overwrite)
+
+
+def cmd_chips(args: argparse.Namespace) -> int:
+    from engine.data.chips import make_chips
+    from engine.progress import Reporter
+
+    reporter = Reporter(args.progress, desc="chips", unit="chip")
+    reporter.start_fields = {"message": f"Cutting chips of {args.raster} labelled by {args.polygons}"}
+
+    announced: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if not announced:  # the first call announces the total
+            announced.append(total)
+            reporter.started(total)
+        reporter.advance(done, total)
+
+    with _reported(reporter):
+        summary = make_chips(args.raster, args.polygons, args.out, _chip_options(args), progress=progress)
+        reporter.done(**summary.as_dict())
+    print(str(summary), file=sys.stderr)
     return 0
 
 
 COMMANDS = {"train": cmd_train, "score": cmd_score, "split": cmd_split, "segment": cmd_segment,
-            "evaluate": cmd_evaluate,
+            "evaluate": cmd_evaluate, "chips": cmd_chips,
             "models": cmd_models, "info": cmd_info, "env": cmd_env}
 
 
@@ -386,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_segment(sub)
     _add_train(sub)
+    _add_chips(sub)
     _add_evaluate(sub)
     _add_split(sub)
     _add_score(sub)
