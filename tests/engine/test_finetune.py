@@ -105,7 +105,8 @@ def test_chips_then_finetune_from_the_cli(tmp_path: Path, base_checkpoint: Path,
                  "--classes", "ship,tank,boat", "--tile-size", "64", "--progress", "jsonl"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
-    assert events[-1]["classes"] == ["ship", "tank", "boat"] and events[-1]["instances"]["tank"] == 0 < events[-1]["instances"]["boat"]
+    done = events[-1]
+    assert done["classes"] == ["ship", "tank", "boat"] and done["instances"]["tank"] == 0 < done["instances"]["boat"]
     assert main(["chips", str(raster), str(polygons), "--out", str(chips), "--bands", "x"]) == 2
 
     run = tmp_path / "run"
