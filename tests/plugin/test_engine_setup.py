@@ -146,3 +146,19 @@ def test_pip_progress_follows_downloads_by_bytes() -> None:
         fractions.append(round(tracker.fraction, 3))
     assert fractions == [0.0, 0.0, 0.36, 0.36, 0.72, 0.8, 1.0]
     assert tracker.status == "Packages installed"
+
+
+def test_dock_and_menu_open_the_setup_and_follow_a_new_engine(plugin, qtbot, engine_check) -> None:
+    from rs_qgis_plugin.setup_dialog import profile_engine_folder
+
+    dock = plugin.show_dock(True)
+    dialog = dock.open_setup()
+    assert isinstance(dialog, SetupDialog) and dialog.target().parent == profile_engine_folder()
+    qtbot.waitUntil(lambda: dialog.python_combo.count() > 0, timeout=60_000)
+    assert dialog.python().endswith(("python3", "python")) or "python3." in dialog.python()
+    dialog.engineReady.emit(sys.executable, engine_check.message)  # as after a good set-up
+    assert dock.python_file.filePath() == sys.executable and dock.last_report.ok
+    dialog.close()
+    menu_dialog = plugin.open_setup()
+    assert isinstance(menu_dialog, SetupDialog)
+    menu_dialog.close()
