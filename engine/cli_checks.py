@@ -106,8 +106,8 @@ def score(args: argparse.Namespace) -> None:
 
 
 def train(args: argparse.Namespace) -> dict:
-    """The checks of `rsseg train` -> the parsed values {"bands", "band_names", "mean", "std", "steps", "jitter",
-    "tile_size", "overlap"}."""
+    """The checks of `rsseg train` -> the parsed values {"bands", "band_names", "mean", "std", "steps", "jitter"}
+    (None where not given: a fine-tuned model keeps its own, a new one takes the defaults)."""
     check.device(args.device)
     check.input_file("--coco", args.coco, "COCO file")
     check.input_folder("--images", args.images, "images folder")
@@ -115,8 +115,8 @@ def train(args: argparse.Namespace) -> dict:
         check.input_file("--val-coco", args.val_coco, "COCO file")
     if args.val_images is not None:
         check.input_folder("--val-images", args.val_images, "images folder")
-    if args.init is not None:
-        check.input_file("--init", args.init, "checkpoint")
+    if args.init is not None and (Path(args.init).exists() or args.init.endswith(".pt") or "/" in args.init):
+        check.input_file("--init", args.init, "checkpoint")  # otherwise a shipped model's name, resolved later
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{args.out}': is a file; give the run folder (last.pt, best.pt and the log go there)")
@@ -137,8 +137,8 @@ def train(args: argparse.Namespace) -> dict:
     check.number("--gsd", args.gsd, 0.0, lo_open=True, example="1")
     check.number("--score-threshold", args.score_threshold, 0.0, 1.0, example="0.5")
     input_scale(args.input_scale)
-    std = check.numbers("--std", args.std, example="0.5")
-    if min(std) <= 0:
+    std = check.numbers("--std", args.std, example="0.5") if args.std is not None else None
+    if std is not None and min(std) <= 0:
         raise UserError(f"--std {args.std}: every standard deviation must be above 0, e.g. --std 0.25")
     jitter = check.numbers("--scale-jitter", args.scale_jitter, 2, "0.8,1.25")
     if not 0 < jitter[0] <= jitter[1]:
@@ -149,16 +149,34 @@ def train(args: argparse.Namespace) -> dict:
     if names is not None and (not all(n.strip() for n in names) or (bands and len(names) != len(bands))):
         raise UserError(f"--band-names {args.band_names}: give one non-empty name per band"
                         + (f" ({len(bands)} with --bands {args.bands})" if bands else ""))
-    tile_size, overlap = check.tiling(args.tile_size, args.overlap, TRAIN_TILE, TRAIN_OVERLAP, "the default")
-    return {"bands": bands, "band_names": names, "mean": check.numbers("--mean", args.mean, example="0.5"),
-            "std": std, "steps": check.ints("--steps", args.steps, 1, "8,11"), "jitter": jitter,
-            "tile_size": tile_size, "overlap": overlap}
+    check.tiling(args.tile_size, args.overlap, TRAIN_TILE, TRAIN_OVERLAP, "the default")
+    mean = check.numbers("--mean", args.mean, example="0.5") if args.mean is not None else None
+    return {"bands": bands, "band_names": names, "mean": mean, "std": std, "jitter": jitter,
+            "steps": check.ints("--steps", args.steps, 1, "8,11")}
 
 
-def normalisation_bands(args: argparse.Namespace, mean: tuple[float, ...], std: tuple[float, ...],
+def normalisation_bands(args: argparse.Namespace, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
                         n_bands: int) -> None:
-    """--mean and --std give one value for all bands or one per band."""
+    """--mean and --std (where given) give one value for all bands or one per band."""
     for flag, values in (("--mean", mean), ("--std", std)):
-        if len(values) not in (1, n_bands):
+        if values is not None and len(values) not in (1, n_bands):
             raise UserError(f"{flag} {getattr(args, flag[2:])}: give one value for all bands or {n_bands} "
                             f"(one per band), e.g. {flag} {','.join(['0.5'] * n_bands)}")
+
+
+def chips(args: argparse.Namespace):
+    """The checks of `rsseg chips` that need no file -> its ChipOptions (make_chips checks the ranges)."""
+    from engine.data.chips import ChipOptions
+
+    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
+    bands = check.bands(args.bands)
+    for flag, value in (("--empty-fraction", args.empty_fraction), ("--val-fraction", args.val_fraction),
+                        ("--gsd", args.gsd), ("--gsd-tolerance", args.gsd_tolerance)):
+        check.number(flag, value, example="0.2")  # finite; the ranges are make_chips' own
+    check.integer("--seed", args.seed, 0, 2**32 - 1, "0")
+    return ChipOptions(
+        class_field=args.class_field, classes=classes, layer=args.layer, aoi=args.aoi, extent=extent(args.extent),
+        bands=tuple(bands) if bands else None, tile_size=args.tile_size, overlap=args.overlap,
+        empty_fraction=args.empty_fraction, min_object_pixels=args.min_object_pixels,
+        val_fraction=args.val_fraction, seed=args.seed, gsd_m=args.gsd, gsd_tolerance=args.gsd_tolerance,
+        overwrite=args.overwrite)

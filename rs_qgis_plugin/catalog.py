@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import weakref
 from collections.abc import Callable
 from dataclasses import asdict
@@ -17,6 +18,7 @@ from rs_qgis_plugin.engine_env import ModelListError, list_models
 from rs_qgis_plugin.models import ModelInfo
 
 CACHE_KEY = settings.PREFIX + "models_cache"
+TRAINED_KEY = settings.PREFIX + "trained_models"  # checkpoints made by "Train model from polygons"
 
 
 def _stored(python: str) -> list[ModelInfo]:
@@ -32,6 +34,16 @@ def _stored(python: str) -> list[ModelInfo]:
 
 def _store(python: str, models: list[ModelInfo]) -> None:
     QgsSettings().setValue(CACHE_KEY, json.dumps({"python": python, "models": [asdict(m) for m in models]}))
+
+
+def trained_models() -> list[ModelInfo]:
+    """The checkpoints "Train model from polygons" made, newest first (files that no longer exist are left out)."""
+    try:
+        entries = json.loads(str(QgsSettings().value(TRAINED_KEY, "") or "[]"))
+        models = [ModelInfo(**entry) for entry in entries]
+    except (TypeError, ValueError, AttributeError):
+        return []
+    return [m for m in models if os.path.isfile(m.model)]
 
 
 class ModelCatalog(QObject):
@@ -57,8 +69,21 @@ class ModelCatalog(QObject):
         return self._python()
 
     def models(self) -> list[ModelInfo]:
+        """The engine's models (default first), then the trained checkpoints."""
         python = self.python()
-        return list(self._session.get(python) or _stored(python))
+        listed = list(self._session.get(python) or _stored(python))
+        known = {m.model for m in listed}
+        return listed + [m for m in trained_models() if m.model not in known]
+
+    @classmethod
+    def add_trained(cls, info: ModelInfo) -> None:
+        """Remember a checkpoint made by training (newest first; one entry per path) and tell every live catalog
+        (UI thread: Processing's postProcessAlgorithm)."""
+        keep = [m for m in trained_models() if os.path.realpath(m.model) != os.path.realpath(info.model)]
+        QgsSettings().setValue(TRAINED_KEY, json.dumps([asdict(m) for m in [info, *keep]]))
+        for catalog in list(cls._catalogs):
+            if not sip.isdeleted(catalog):
+                catalog.changed.emit()
 
     def is_listing(self) -> bool:
         return self.python() in self._listing

@@ -42,6 +42,7 @@ LISTING = "Listing the engine's models…"
 _BROWSE_DATA = "<browse>"  # item data of "Browse checkpoint…" (model items hold --model values)
 TITLE = "Segmentation"
 PYTHON_SETTLE_MS = 800
+NO_ENGINE = "No working engine: Set up engine… (Engine group) makes one"
 # the engine's flags, as the dock names them
 FLAG_NAMES = {"bands": "Bands", "extent": "Extent", "score-threshold": "Min. score", "tile-size": "Tile size",
               "overlap": "Overlap", "device": "Device", "model": "Model", "out": "Output file"}
@@ -95,13 +96,18 @@ class SegmentDock(QDockWidget, FORM):
         self.run_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.zoom_button.clicked.connect(self.zoom_to_result)
+        self.setup_button.clicked.connect(self.open_setup)
+        self.train_button.clicked.connect(self.open_training)
+        self.score_button.clicked.connect(self.open_scoring)
         self.catalog.changed.connect(self._models_listed)
         self.catalog.failed.connect(self._models_failed)
 
     # ---- models ------------------------------------------------------------------------------------
     def _fill_models(self) -> None:
         keep = self.current_model()
-        self.models = self.catalog.models() + ([self.browsed] if self.browsed else [])
+        listed = self.catalog.models()
+        browsed = [self.browsed] if self.browsed and self.browsed.model not in {m.model for m in listed} else []
+        self.models = listed + browsed
         self.model_combo.clear()
         for info in self.models:
             self.model_combo.addItem(info.label, info.model)
@@ -277,6 +283,9 @@ class SegmentDock(QDockWidget, FORM):
     def _show_report(self, report: EngineReport, checked_at: str = "") -> None:
         self.last_report = report
         self.engine_status.setText(wrappable(report.message + (f" (checked {checked_at})" if checked_at else "")))
+        if not report.ok:  # offer the set-up where it cannot be missed
+            self.engine_group.setCollapsed(False)
+            self.set_status(NO_ENGINE)
         keep = self.device_combo.currentData()
         while self.device_combo.count() > 2:
             self.device_combo.removeItem(2)
@@ -292,6 +301,58 @@ class SegmentDock(QDockWidget, FORM):
             self._show_report(remembered.report(), remembered.checked_at)
         else:
             self.check_engine()
+
+    # ---- engine set-up, training and scoring dialogs ---------------------------------------------------
+    def open_setup(self):
+        """The "Set up engine…" dialog; a good set-up switches the dock to the new engine."""
+        from rs_qgis_plugin.setup_dialog import SetupDialog
+
+        dialog = SetupDialog(self)
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        dialog.engineReady.connect(self.use_engine)
+        dialog.show()
+        return dialog
+
+    def use_engine(self, python: str, message: str) -> None:
+        """The set-up dialog made and checked a new engine, and the setting points at it."""
+        self.python_file.blockSignals(True)
+        self.python_file.setFilePath(python)
+        self.python_file.blockSignals(False)
+        remembered = settings.remembered_check()
+        self._show_report(remembered.report() if remembered.python == python else EngineReport(True, message),
+                          remembered.checked_at)
+        self.append_log(message)
+        self.set_status("Ready")
+        self.catalog.refresh()
+        self._fill_models()
+
+    def open_training(self):
+        """Processing's "Train model from polygons", filled with the dock's raster, polygons and model."""
+        info, layer, polygons = self.current_model(), self.layer_combo.currentLayer(), self.polygon_combo.currentLayer()
+        parameters = {"INPUT": layer} if layer is not None else {}
+        if polygons is not None:
+            parameters["POLYGONS"] = polygons
+        listed = [m.model for m in self.catalog.models()]
+        if info is not None and info.model in listed:
+            parameters["BASE_MODEL"] = listed.index(info.model)
+        elif info is not None and info.checkpoint:
+            parameters["BASE_CHECKPOINT"] = info.model
+        return self._open_algorithm("rsseg:train_from_polygons", parameters)
+
+    def open_scoring(self):
+        """Processing's "Score polygons against reference", the last result as the prediction."""
+        layer = QgsProject.instance().mapLayer(self.result_layer_id)
+        return self._open_algorithm("rsseg:score_polygons", {"PREDICTION": layer} if layer is not None else {})
+
+    def _open_algorithm(self, algorithm_id: str, parameters: dict):
+        import processing
+
+        dialog = processing.createAlgorithmDialog(algorithm_id, parameters)
+        if dialog is None:
+            self._fail(f"the Processing algorithm {algorithm_id} is not available: enable the Processing plugin")
+            return None
+        dialog.show()
+        return dialog
 
     # ---- the run -----------------------------------------------------------------------------------
     def state(self) -> DockState:
@@ -318,6 +379,12 @@ class SegmentDock(QDockWidget, FORM):
     def start(self) -> SegmentTask | None:
         """Plan the job and start it as a background task (warnings first, in the log and the bar)."""
         if self.task is not None:
+            return None
+        report = self.last_report
+        if report is not None and not report.ok:  # never a raw ModuleNotFoundError from the engine
+            self._fail(report.message)
+            self.set_status(NO_ENGINE)
+            self.check_engine()  # perhaps fixed meanwhile
             return None
         try:
             job = self.current_job()

@@ -17,6 +17,7 @@ from rs_qgis_plugin.models import ModelInfo, parse_listing
 from rs_qgis_plugin.runner import engine_process_env
 
 PLUGIN_DIR = Path(__file__).resolve().parent
+SET_UP_HINT = "set the engine up with 'Set up engine…' (the dock's Engine group)"
 BUNDLE_DIR = PLUGIN_DIR / "engine_bundle"
 
 
@@ -89,8 +90,8 @@ def check_engine(python: str, timeout: float = 180.0) -> EngineReport:
     """Ask the interpreter `python` whether it can run the engine: torch, CUDA, GPUs or what is missing."""
     exe = _resolve_interpreter(python)
     if exe is None:
-        return EngineReport(False, f"engine interpreter '{python}' not found: set it to the python of the engine's "
-                                   "virtualenv (a checkout's `make setup` creates .venv/bin/python)")
+        return EngineReport(False, f"engine interpreter '{python}' not found: {SET_UP_HINT}, or choose the python "
+                                   "of the engine's virtualenv (a checkout's `make setup` creates .venv/bin/python)")
     root = engine_root()
     if root is None:
         return EngineReport(False, f"engine source not found next to the plugin ({PLUGIN_DIR}): reinstall the "
@@ -98,16 +99,16 @@ def check_engine(python: str, timeout: float = 180.0) -> EngineReport:
     code, data, stderr = _run_json(exe, ["env", "--json"], timeout)
     if not isinstance(data, dict):
         why = _last_line(stderr) or f"exit code {code}"
-        return EngineReport(False, f"engine does not start with '{exe}': {why}; use a Python >= 3.10 and install the "
-                                   f"engine's requirements: {exe} -m pip install -r {root / 'requirements.txt'}")
+        return EngineReport(False, f"engine does not start with '{exe}': {why}; {SET_UP_HINT}, or use a Python >= 3.10 "
+                                   f"and install: {exe} -m pip install -r {root / 'requirements.txt'}")
     gpus = tuple((str(g.get("device")), f"{g.get('device')}: {g.get('name', 'GPU')}") for g in data.get("gpus", []))
     packages = data.get("packages", {})
     missing = list(data.get("missing", []))
     if missing:
         req = data.get("requirements") or str(root / "requirements.txt")
         how = data.get("install_command") or f"{exe} -m pip install -r {req}"
-        return EngineReport(False, f"engine NOT OK with {exe}: missing {', '.join(missing)}; install with: {how}",
-                            gpus, data)
+        return EngineReport(False, f"engine NOT OK with {exe}: missing {', '.join(missing)}; {SET_UP_HINT}, or "
+                                   f"install with: {how}", gpus, data)
     cuda = f"{data.get('cuda_version') or 'none'} ({'available' if data.get('cuda_available') else 'not available'})"
     names = ", ".join(label.split(": ", 1)[1] for _, label in gpus) or "none"
     torch_version = packages.get("torch") or "?"

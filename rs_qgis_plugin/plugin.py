@@ -25,6 +25,7 @@ class SegmentationPlugin:
     def __init__(self, iface) -> None:
         self.iface = iface
         self.action: QAction | None = None
+        self.setup_action: QAction | None = None
         self.dock = None
         self.provider = None
         self.catalog = ModelCatalog()
@@ -51,6 +52,11 @@ class SegmentationPlugin:
         self.action.toggled.connect(self.show_dock)
         self.iface.addPluginToRasterMenu(MENU, self.action)
         self.iface.addToolBarIcon(self.action)
+        self.setup_action = QAction("Set up engine…", self.iface.mainWindow())
+        self.setup_action.setObjectName("rsSetupEngineAction")
+        self.setup_action.setToolTip("Make the Python with torch that the segmentation engine runs in")
+        self.setup_action.triggered.connect(self.open_setup)
+        self.iface.addPluginToRasterMenu(MENU, self.setup_action)
         self.catalog.refresh()  # in the background: the model list is ready when the dock opens
 
     def show_dock(self, visible: bool = True):
@@ -66,6 +72,21 @@ class SegmentationPlugin:
             self.dock.setVisible(visible)
         return self.dock
 
+    def open_setup(self):
+        """The "Set up engine…" dialog (also in the dock's Engine group); the dock follows a new engine."""
+        from rs_qgis_plugin.setup_dialog import SetupDialog
+
+        dialog = SetupDialog(self.iface.mainWindow())
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        dialog.engineReady.connect(self.use_engine)
+        dialog.show()
+        return dialog
+
+    def use_engine(self, python: str, message: str) -> None:
+        if self.dock is not None:
+            self.dock.use_engine(python, message)
+        self.catalog.refresh()
+
     def unload(self) -> None:
         if self.dock is not None:
             self.dock.cancel()
@@ -77,6 +98,10 @@ class SegmentationPlugin:
             self.iface.removeToolBarIcon(self.action)
             self.action.deleteLater()
             self.action = None
+        if self.setup_action is not None:
+            self.iface.removePluginRasterMenu(MENU, self.setup_action)
+            self.setup_action.deleteLater()
+            self.setup_action = None
         if self.provider is not None:
             self.catalog.changed.disconnect(self._models_changed)
             QgsApplication.processingRegistry().removeProvider(self.provider)

@@ -32,8 +32,10 @@ def device_text(device: str, gpu_names: Mapping[str, str] | None = None) -> str:
 class ProgressTracker:
     """Follows one engine run's events; `status` is the line to show, `percent` 0-100."""
 
-    def __init__(self) -> None:
-        self.status = LOADING
+    def __init__(self, unit: str = "Tile", first: str = LOADING) -> None:
+        """`unit`: what the engine counts ("Tile", "Chip", "Iteration"); `first`: the status before its start."""
+        self.unit = unit
+        self.status = first
         self.percent = 0.0
         self._tiles_started_at: float | None = None
 
@@ -44,12 +46,12 @@ class ProgressTracker:
         if kind == "start":
             self._tiles_started_at = now
             tiles = event.get("tiles")
-            self.status = f"Tile 0/{tiles}" if isinstance(tiles, int) else "Segmenting…"
+            self.status = f"{self.unit} 0/{tiles}" if isinstance(tiles, int) else "Working…"
         elif kind == "progress":
             done, total = event.get("done"), event.get("total")
             self.percent = float(event.get("percent", self.percent))
             if isinstance(done, int) and isinstance(total, int) and total > 0:
-                self.status = f"Tile {done}/{total}"
+                self.status = f"{self.unit} {done}/{total}"
                 if self._tiles_started_at is None:
                     self._tiles_started_at = now
                 elapsed = now - self._tiles_started_at

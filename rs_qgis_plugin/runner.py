@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import threading
 from collections.abc import Callable
@@ -52,8 +53,18 @@ def _pump(stream, tag: str, lines: queue.Queue) -> None:
     lines.put((tag, None))
 
 
+_MISSING = re.compile(r"^(?:ModuleNotFoundError|ImportError): (?:No module named '([\w.]+)'|(.*))")
+
+
 def _reason(outcome: EngineOutcome, stderr_tail: list[str]) -> str:
-    """The engine's one-line reason: its error event, else its `error:` line, else the last stderr line."""
+    """The engine's one-line reason: its error event, else its `error:` line, else the last stderr line; a
+    package the interpreter lacks is named with the way to set the engine up (never a raw traceback)."""
+    for line in reversed(stderr_tail):
+        missing = _MISSING.match(line.strip())
+        if missing:
+            what = f"the package '{missing.group(1).split('.')[0]}'" if missing.group(1) else missing.group(2)
+            return (f"the engine interpreter lacks {what}: set the engine up with 'Set up engine…' (the dock's "
+                    "Engine group), or install its requirements.txt into that Python")
     for line in reversed(stderr_tail):
         if line.startswith("error:"):
             return line[len("error:"):].strip()
@@ -146,7 +157,10 @@ def _handle_stdout(line: str, outcome: EngineOutcome, on_progress, on_log: LogCa
             on_progress(float(event.get("percent", 0.0)))
         return
     text, level = None, INFO
-    if kind == "start":
+    if kind == "start" and event.get("message"):  # chips, train, evaluate: their own words
+        device = event.get("device")
+        text = str(event["message"]) + (f" on {device_text(str(device), gpu_names)}" if device else "")
+    elif kind == "start":
         tiles = event.get("tiles", "?")
         text = f"Model loaded, running on {device_text(str(event.get('device', '')), gpu_names)}: {tiles} tiles"
     elif kind == "done":

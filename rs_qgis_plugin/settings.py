@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 from qgis.core import QgsSettings
 
-from rs_qgis_plugin.engine_env import EngineReport, default_python
+from rs_qgis_plugin.engine_env import EngineReport, check_engine, default_python, interpreter_stamp
 
 PREFIX = "rs_qgis_plugin/"
 ENGINE_PYTHON_SETTING = "RSSEG_ENGINE_PYTHON"
@@ -141,3 +142,16 @@ def remember_check(check: EngineCheck) -> None:
 def gpu_names() -> dict[str, str]:
     """{"cuda:0": "NVIDIA ..."} from the remembered engine check (empty when none)."""
     return remembered_check().report().gpu_names
+
+
+def verified_engine(python: str) -> EngineReport:
+    """The engine check every entry point makes before a run: the remembered good check while the interpreter
+    file is unchanged, else a fresh check (a few seconds; remembered when good). Any thread."""
+    stamp = interpreter_stamp(python)
+    remembered = remembered_check()
+    if remembered.valid_for(python, stamp):
+        return remembered.report()
+    report = check_engine(python)
+    if report.ok:
+        remember_check(EngineCheck(python, stamp, report.message, report.devices, time.strftime("%Y-%m-%d %H:%M")))
+    return report

@@ -24,11 +24,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
 
-stamp="$VENV/.installed-$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
+stamp="$VENV/.installed-$(sha256sum requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages into $VENV (torch is ~5 GB the first time)" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r requirements.txt
+  "$VENV/bin/python" -m pip install -q -r requirements-dev.txt
   "$VENV/bin/python" -m pip install -q --no-deps -e .
   rm -f "$VENV"/.installed-*
   touch "$stamp"

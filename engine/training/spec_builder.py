@@ -25,7 +25,7 @@ def parse_overrides(text: str) -> dict[str, Any]:
     return overrides
 
 
-def _first_image_bands(index: CocoIndex, coco: str | Path, images: str | Path) -> int:
+def first_image_bands(index: CocoIndex, coco: str | Path, images: str | Path) -> int:
     """Band count of the first image listed in a COCO file."""
     if not index.images:
         raise UserError(f"COCO file '{coco}': lists no images, so the band count is unknown; give --bands")
@@ -78,7 +78,7 @@ def training_spec(
         raise UserError(f"--sensor {sensor}: give one of {', '.join(SAR_MODES)}")
     index = read_coco(coco)
     overrides = dict(overrides or {})
-    n_bands = len(bands) if bands else int(overrides.pop("bands", 0) or 0) or _first_image_bands(index, coco, images)
+    n_bands = len(bands) if bands else int(overrides.pop("bands", 0) or 0) or first_image_bands(index, coco, images)
     try:
         config = resolve_config(arch, preset, overrides)
     except ValueError as exc:

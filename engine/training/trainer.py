@@ -29,12 +29,14 @@ from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from engine.data.coco import collate
 from engine.data.transforms import SarAugment, training_transforms
 from engine.device import pick_device
-from engine.errors import UserError
+from engine.errors import Cancelled, UserError
 from engine.models import build_model
+from engine.progress import NoProgress, Progress
 from engine.spec import ModelSpec
 from engine.tasks import Task, task_of
 from engine.tasks.base import format_headline
 from engine.training.ddp import DistributedContext, rank_batches, wrap
+from engine.training.finetune import load_initial_weights
 
 
 @dataclass
@@ -85,23 +87,6 @@ def lr_factor(it: int, total: int, warmup: int, schedule: str, steps_iters: list
     return warm * 0.1 ** sum(it >= s for s in steps_iters)
 
 
-def load_initial_weights(model: torch.nn.Module, path: str) -> str:
-    """Load a checkpoint's weights into `model` (every tensor must fit) -> which module took them: "model",
-    or "coarse" when `model` is a C2FNet and the checkpoint holds a plain semantic model (the paper's
-    schedule: a trained coarse model, then the fine model)."""
-    ckpt = load_checkpoint(path)
-    target, name = model, "model"
-    if hasattr(model, "coarse") and not any(k.startswith("coarse.") for k in ckpt.state_dict):
-        target, name = model.coarse, "coarse"
-    try:
-        target.load_state_dict(ckpt.state_dict)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"--init '{path}' ({ckpt.spec.architecture}) does not fit this {name}: {first}; "
-                         "use a checkpoint of the same architecture, config and classes") from None
-    return name
-
-
 def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -111,10 +96,14 @@ def _worker_init(worker_id: int) -> None:
 class Trainer:
     """`Trainer(spec, cfg).fit()` -> path of the best checkpoint."""
 
-    def __init__(self, spec: ModelSpec, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, spec: ModelSpec, cfg: TrainConfig, log: Callable[[str], None] = print,
+                 progress: Progress | None = None, bar: bool = True) -> None:
+        """`progress` hears iterations done of the run's total (and may cancel); `bar`: a tqdm bar on stderr."""
         self.dist = DistributedContext.from_environment(cfg.device)  # one process unless under torchrun
         self.spec, self.cfg = spec, cfg
         self.log = log if self.dist.is_main else (lambda message: None)
+        self.progress: Progress = progress or NoProgress()
+        self.bar = bar
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
@@ -155,7 +144,7 @@ class Trainer:
         if cfg.resume and last.is_file():
             self._resume(last)
         elif cfg.init:
-            target = load_initial_weights(self.model, cfg.init)
+            target = load_initial_weights(self.model, cfg.init, spec, self.log)
             self.log(f"initial weights from {cfg.init} -> {target}")
         self.net = wrap(self.model, self.dist, self.device)  # what trains: DDP over the model under torchrun
         self.batch_weights: list[float] = []  # this rank's loss weight per batch of the current loader
@@ -261,7 +250,8 @@ class Trainer:
         steps_iters = [s * per_epoch for s in self.cfg.steps]
         running = 0.0
         bar = self._bar = tqdm(total=per_epoch, initial=self.batch_in_epoch, dynamic_ncols=True, leave=True,
-                               desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", disable=not self.dist.is_main)
+                               desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+                               disable=not (self.dist.is_main and self.bar))
         first = self.batch_in_epoch
         for k, (images, targets) in enumerate(_batches(self._loader(first)), start=first):
             if k >= per_epoch:
@@ -288,6 +278,9 @@ class Trainer:
             self.scaler.update()
             self.iteration += 1
             self.batch_in_epoch = k + 1
+            self.progress.advance(self.iteration, total_iters)
+            if self.progress.cancelled():
+                raise Cancelled("cancelled")
             running = loss.item() if not running else 0.9 * running + 0.1 * loss.item()
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}", lr=f"{self.cfg.lr * factor:.2e}")
@@ -320,6 +313,7 @@ class Trainer:
             raise
 
     def _fit(self, stop_at: int | None) -> Path:
+        self.progress.started(self._iters_per_epoch() * self.cfg.epochs)
         while self.epoch < self.cfg.epochs:
             loss = self.train_one_epoch(stop_at)
             if self.batch_in_epoch < self._iters_per_epoch():

@@ -30,6 +30,7 @@ class Polygons:
     classes: list[str]
     scores: list[float]
     crs: str | None
+    fids: list[int] = field(default_factory=list)  # each geometry's feature id in the file
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ def read_polygons(path: str | Path, class_field: str = "class_name", score_field
         raise UserError(f"vector layer '{path}': cannot be read ({str(exc).splitlines()[0]}); "
                         "give a GeoPackage, Shapefile or GeoJSON of polygons") from None
     reproject = bool(to_crs and crs and CRS.from_user_input(to_crs) != CRS.from_user_input(crs))
-    geometries, classes, scores = [], [], []
-    for rec in records:
+    geometries, classes, scores, fids = [], [], [], []
+    for n, rec in enumerate(records):
         if rec.geometry is None:
             continue
         geom = dict(rec.geometry)
@@ -103,10 +104,11 @@ def read_polygons(path: str | Path, class_field: str = "class_name", score_field
             g = g.buffer(0)
         props = dict(rec.properties)
         geometries.append(g)
+        fids.append(int(rec.id) if str(rec.id).lstrip("-").isdigit() else n)
         classes.append(str(props.get(class_field, "")) if class_field in props else "")
         value = props.get(score_field)
         scores.append(float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 1.0)
-    return Polygons(geometries, classes, scores, to_crs if reproject else crs)
+    return Polygons(geometries, classes, scores, to_crs if reproject else crs, fids)
 
 
 def match_polygons(predictions: Polygons, reference: Polygons, iou: float = 0.5) -> Score:
@@ -151,13 +153,65 @@ def match_polygons(predictions: Polygons, reference: Polygons, iou: float = 0.5)
     return Score(iou, by_class, matches, false_alarms, misses)
 
 
+def score_layers(prediction: str | Path, reference: str | Path, iou: float = 0.5, class_field: str = "class_name",
+                 score_field: str = "score", prediction_layer: str | None = None, reference_layer: str | None = None,
+                 reference_class_field: str | None = None) -> tuple[Score, Polygons, Polygons]:
+    """(score, prediction layer, reference layer): both read, the prediction reprojected to the reference's CRS.
+    `reference_class_field`: the reference's class attribute when it is not `class_field`."""
+    ref = read_polygons(reference, reference_class_field or class_field, score_field, reference_layer)
+    pred = read_polygons(prediction, class_field, score_field, prediction_layer, to_crs=ref.crs)
+    return match_polygons(pred, ref, iou), pred, ref
+
+
 def score_files(prediction: str | Path, reference: str | Path, iou: float = 0.5, class_field: str = "class_name",
                 score_field: str = "score", prediction_layer: str | None = None,
-                reference_layer: str | None = None) -> Score:
+                reference_layer: str | None = None, reference_class_field: str | None = None) -> Score:
     """Read both layers (the prediction reprojected to the reference's CRS) and match them."""
-    ref = read_polygons(reference, class_field, score_field, reference_layer)
-    pred = read_polygons(prediction, class_field, score_field, prediction_layer, to_crs=ref.crs)
-    return match_polygons(pred, ref, iou)
+    return score_layers(prediction, reference, iou, class_field, score_field, prediction_layer, reference_layer,
+                        reference_class_field)[0]
+
+
+UNMATCHED_FIELDS = (("class_name", "str"), ("score", "float"), ("best_iou", "float"), ("source_fid", "int"))
+
+
+def _best_iou(g: BaseGeometry, name: str, other: Polygons, tree: STRtree | None, one_class: bool) -> float:
+    """The highest IoU of `g` with a polygon of `other` of the same class (any class when scored as one)."""
+    best = 0.0
+    for j in (tree.query(g) if tree is not None else []):
+        r = other.geometries[int(j)]
+        if not one_class and other.classes[int(j)] != name:
+            continue
+        inter = g.intersection(r).area
+        union = g.area + r.area - inter
+        best = max(best, inter / union if union > 0 else 0.0)
+    return round(best, 4)
+
+
+def write_unmatched(path: str | Path, layer: Polygons, indices: list[int], other: Polygons, score: Score,
+                    flag: str = "--misses") -> Path:
+    """Write the polygons `indices` of `layer` (misses of the reference, or false alarms of the prediction) to
+    `path` (.gpkg, .shp, .geojson) in `layer`'s CRS, with class_name, score (predictions only), best_iou (the
+    highest IoU with a polygon of `other` of the same class, below the bar) and source_fid (the feature id in
+    the input file). Written atomically; UserError naming `flag` when `path` cannot be written."""
+    from rasterio.crs import CRS
+
+    from engine.vector.writer import VectorWriter
+
+    one_class = set(score.by_class) == {ALL}
+    tree = STRtree(other.geometries) if other.geometries else None
+    is_prediction = flag != "--misses"
+    try:
+        writer = VectorWriter(path, CRS.from_user_input(layer.crs).to_wkt() if layer.crs else None,
+                              Path(path).stem, UNMATCHED_FIELDS)
+    except (ValueError, PermissionError) as exc:
+        raise UserError(f"{flag} {path}: {str(exc).split(': ', 1)[-1]}") from None
+    with writer:
+        for i in indices:
+            g = layer.geometries[i]
+            writer.write(g, {"class_name": layer.classes[i], "score": layer.scores[i] if is_prediction else None,
+                             "best_iou": _best_iou(g, layer.classes[i], other, tree, one_class),
+                             "source_fid": layer.fids[i] if layer.fids else i})
+    return Path(path)
 
 
 def format_score(score: Score) -> str:
@@ -176,4 +230,4 @@ def format_score(score: Score) -> str:
 
 
 __all__ = ["Counts", "Polygons", "Score", "format_score", "match_polygons", "read_polygons",
-           "score_files"]
+           "score_files", "score_layers", "write_unmatched"]

@@ -1,5 +1,5 @@
-"""QgsProcessingProvider "Remote sensing segmentation": the "Segment raster layer" algorithm and the
-engine interpreter setting under Processing > Options > Providers."""
+"""QgsProcessingProvider "Remote sensing segmentation": "Segment raster layer", "Train model from polygons",
+"Score polygons against reference", and the engine interpreter setting under Processing > Options > Providers."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,9 @@ from qgis.PyQt.QtGui import QIcon
 
 from rs_qgis_plugin.catalog import ModelCatalog
 from rs_qgis_plugin.engine_env import default_python
+from rs_qgis_plugin.processing.score_algorithm import ScorePolygonsAlgorithm
 from rs_qgis_plugin.processing.segment_algorithm import SegmentRasterAlgorithm
+from rs_qgis_plugin.processing.train_algorithm import TrainFromPolygonsAlgorithm
 from rs_qgis_plugin.settings import ENGINE_PYTHON_SETTING
 
 ICON = Path(__file__).resolve().parent.parent / "icon.svg"
@@ -73,6 +75,8 @@ class SegmentationProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802
         self.addAlgorithm(SegmentRasterAlgorithm(self.catalog))
+        self.addAlgorithm(TrainFromPolygonsAlgorithm(self.catalog))
+        self.addAlgorithm(ScorePolygonsAlgorithm())
 
     def supportedOutputVectorLayerExtensions(self) -> list[str]:  # noqa: N802
         return ["gpkg", "shp", "geojson"]

@@ -26,6 +26,7 @@ from rs_qgis_plugin.job import JobError, build_job, execute_job, remove_export
 from rs_qgis_plugin.layers import style_by_class
 from rs_qgis_plugin.models import ModelInfo
 from rs_qgis_plugin.planning import raster_facts, to_layer_crs
+from rs_qgis_plugin.processing.engine_run import require_engine
 from rs_qgis_plugin.processing.help import ALGORITHM_HELP, PARAMETER_HELP, short_help
 from rs_qgis_plugin.progress import ProgressTracker
 from rs_qgis_plugin.request import OUTPUT_EXTENSIONS
@@ -142,6 +143,7 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
         return model_or_default(value, self._defaults()[spec_key], info.spec.get(spec_key))
 
     def processAlgorithm(self, parameters, context, feedback):
+        python = require_engine()
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException("Raster layer: not a raster layer; choose one")
@@ -185,7 +187,7 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
                 feedback.setProgressText(tracker.status)
 
         try:
-            outcome = execute_job(job, settings.engine_python(), feedback.setProgress, log, feedback.isCanceled,
+            outcome = execute_job(job, python, feedback.setProgress, log, feedback.isCanceled,
                                   on_event=event, gpu_names=settings.gpu_names())
         finally:
             remove_export(job)

@@ -114,6 +114,26 @@ def write_scene_geotiff(
     return objects
 
 
+def write_scene_polygons(path: str | Path, objects: list[Obj] | None = None, class_names: tuple[str, ...] = ("ship",
+                         "tank"), gsd: float = 10.0, crs: str = "EPSG:32633", class_field: str = "class_name",
+                         ) -> Path:
+    """Write the objects of a ``write_scene_geotiff`` scene (same ``gsd`` and ``crs``) as a polygon layer
+    (driver from the extension: .gpkg, .geojson, .shp), each with its class name in ``class_field``."""
+    import fiona
+    from fiona.crs import CRS as FionaCRS
+
+    objects = [dict(o) for o in (DEFAULT_SCENE_OBJECTS if objects is None else objects)]
+    driver = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".shp": "ESRI Shapefile"}[Path(path).suffix]
+    schema = {"geometry": "Polygon", "properties": {class_field: "str"}}
+    with fiona.open(path, "w", driver=driver, schema=schema, crs=FionaCRS.from_user_input(crs)) as dst:
+        for obj in objects:
+            xy = object_polygon(obj)
+            ring = [(500000.0 + x * gsd, 4000000.0 - y * gsd) for x, y in zip(xy[::2], xy[1::2])]
+            dst.write({"geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
+                       "properties": {class_field: class_names[obj["class_id"] - 1]}})
+    return Path(path)
+
+
 def _coco_objects(rs: np.random.RandomState, height: int, width: int, n_classes: int,
                   free_corner: bool) -> list[Obj]:
     """2-3 non-overlapping objects on a 3 x 3 grid of cells, random size/kind/class.

@@ -75,3 +75,42 @@ def test_layers_without_a_class_field_score_as_one_class(tmp_path) -> None:
     truth = read_polygons(_write(tmp_path / "truth.gpkg", TRUTH[:2]))
     pred = read_polygons(_write(tmp_path / "pred.gpkg", [(g, "", 1.0) for g, _, _ in TRUTH[:2]]))
     assert match_polygons(pred, truth).by_class["all"].tp == 2
+
+
+def test_misses_and_false_alarms_layers(tmp_path, capsys) -> None:
+    """--misses and --false-alarms: the unmatched polygons, their class, score, best IoU and source feature id."""
+    truth = _write(tmp_path / "truth.gpkg", TRUTH)
+    pred = _write(tmp_path / "pred.gpkg", [
+        (mapping(box(X0, Y0, X0 + 8, Y0 + 8)), "ship", 0.9),  # hit on ship 0
+        (mapping(box(X0 + 24, Y0, X0 + 32, Y0 + 8)), "ship", 0.7),  # IoU 4/12 with ship 2: a false alarm
+        (mapping(box(X0 + 500, Y0, X0 + 510, Y0 + 10)), "tank", 0.5),  # nothing there
+    ])
+    misses, alarms = tmp_path / "misses.gpkg", tmp_path / "alarms.geojson"
+    capsys.readouterr()
+    assert main(["score", pred, truth, "--misses", str(misses), "--false-alarms", str(alarms),
+                 "--progress", "jsonl"]) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert done["event"] == "done" and done["overall"]["tp"] == 1
+    assert done["misses"] == str(misses) and done["false_alarms"] == str(alarms)
+    with fiona.open(misses) as layer:
+        assert layer.crs.to_epsg() == 32631
+        missed = sorted((f.properties["source_fid"], f.properties["class_name"], f.properties["best_iou"],
+                         f.properties["score"]) for f in layer)
+    # reference features 2..5 (fids from 1): ships 1-3 and the tank; the 0.7 prediction overlaps ships 2 and 3
+    assert missed == [(2, "ship", 0.0, None), (3, "ship", pytest.approx(4 / 12, abs=1e-3), None),
+                      (4, "ship", pytest.approx(16 / 112, abs=1e-3), None), (5, "tank", 0.0, None)]
+    with fiona.open(alarms) as layer:
+        alarmed = sorted((f.properties["class_name"], f.properties["score"], f.properties["best_iou"]) for f in layer)
+    assert alarmed == [("ship", pytest.approx(0.7), pytest.approx(4 / 12, abs=1e-3)), ("tank", 0.5, 0.0)]
+    assert main(["score", pred, truth, "--misses", str(tmp_path / "nowhere" / "m.gpkg")]) == 2
+
+
+def test_reference_class_field(tmp_path) -> None:
+    schema = {"geometry": "Polygon", "properties": {"kind": "str"}}
+    truth = tmp_path / "truth.gpkg"
+    with fiona.open(truth, "w", driver="GPKG", schema=schema, crs=CRS.from_user_input("EPSG:32631")) as dst:
+        for geom, name, _ in TRUTH:
+            dst.write({"geometry": geom, "properties": {"kind": name}})
+    pred = _write(tmp_path / "pred.gpkg", TRUTH)
+    assert score_files(pred, truth, reference_class_field="kind").by_class["tank"].tp == 1
+    assert "tank" not in score_files(pred, truth).by_class  # without it the reference has no classes: one class

@@ -27,13 +27,15 @@ def test_load_unload_reload_leaves_no_trace(qgis_iface, monkeypatch) -> None:
         action = plugin.action
         qgis_iface.addToolBarIcon.assert_called_once_with(action)  # the Plugins toolbar, shown in a fresh profile
         qgis_iface.addRasterToolBarIcon.assert_not_called()  # the Raster toolbar is hidden in a fresh profile
-        qgis_iface.addPluginToRasterMenu.assert_called_once()
-        plugin_menu, added = qgis_iface.addPluginToRasterMenu.call_args[0]
+        (plugin_menu, added), (setup_menu, setup) = [c[0] for c in qgis_iface.addPluginToRasterMenu.call_args_list]
         assert added is action and action.text() == "Segment layer…"
+        assert setup_menu == plugin_menu and setup is plugin.setup_action and setup.text() == "Set up engine…"
         dock = plugin.show_dock(True)
         assert dock is not None and not dock.isHidden()
         plugin.unload()
         assert "rsseg" not in _provider_ids()
-        qgis_iface.removePluginRasterMenu.assert_called_once_with(plugin_menu, action)
+        assert [c[0] for c in qgis_iface.removePluginRasterMenu.call_args_list] == [(plugin_menu, action),
+                                                                                    (plugin_menu, setup)]
         qgis_iface.removeToolBarIcon.assert_called_once_with(action)
         assert plugin.dock is None and plugin.action is None and plugin.provider is None
+        assert plugin.setup_action is None

@@ -218,7 +218,9 @@ def test_mismatch_warnings_before_the_run(qgis_processing, plugin, scene_layer, 
     assert any("looks like a SAR image" in w for w in warnings) and any("colours are lost" in w for w in warnings)
 
 
-def test_packaged_zip_loads_in_a_fresh_profile_and_runs_headless(tmp_path, tiny_checkpoint) -> None:
+def install_packaged_plugin(tmp_path):
+    """The packaged zip unzipped into a fresh profile -> (qgis_process(*args, engine=python), zip names, plugins
+    folder)."""
     archive = build_zip(tmp_path / "plugin.zip")
     config = tmp_path / "qgis-config"
     plugins = config / "profiles" / "default" / "python" / "plugins"
@@ -226,18 +228,24 @@ def test_packaged_zip_loads_in_a_fresh_profile_and_runs_headless(tmp_path, tiny_
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
         zf.extractall(plugins)
-    assert "rs_qgis_plugin/metadata.txt" in names and "rs_qgis_plugin/engine_bundle/engine/cli.py" in names
-    assert not any("__pycache__" in n for n in names)
-    env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(config), "QT_QPA_PLATFORM": "offscreen",
-           "RSSEG_ENGINE_PYTHON": sys.executable}
+    env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(config), "QT_QPA_PLATFORM": "offscreen"}
     env.pop("PYTHONPATH", None)
     exe = _qgis_process()
 
-    def qgis_process(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([exe, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    def qgis_process(*args: str, engine: str = sys.executable) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *args], capture_output=True, text=True, env={**env, "RSSEG_ENGINE_PYTHON": engine},
+                              cwd=tmp_path, timeout=300)
 
     enabled = qgis_process("plugins", "enable", "rs_qgis_plugin")
     assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    return qgis_process, names, plugins
+
+
+def test_packaged_zip_loads_in_a_fresh_profile_and_runs_headless(tmp_path, tiny_checkpoint) -> None:
+    qgis_process, names, plugins = install_packaged_plugin(tmp_path)
+    assert "rs_qgis_plugin/metadata.txt" in names and "rs_qgis_plugin/engine_bundle/engine/cli.py" in names
+    assert "rs_qgis_plugin/engine_bundle/requirements.txt" in names and "rs_qgis_plugin/setup_dialog.ui" in names
+    assert not any("__pycache__" in n for n in names)
     listing = qgis_process("plugins")
     assert "* rs_qgis_plugin" in listing.stdout, listing.stdout + listing.stderr
     raster = tmp_path / "scene.tif"
