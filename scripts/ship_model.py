@@ -3,23 +3,19 @@ store fp16 weights + spec + provenance + validation metrics in engine/shipped/<n
 name, spec and metrics next to it as <name>.json (the README quotes the metrics; the QGIS plugin
 lists models from these sidecars without importing torch).
 
-    python scripts/ship_model.py --run runs/ssdd_lite0 --name ssdd-ship-maskrcnn \\
+    python -m scripts.ship_model --run runs/ssdd_lite0 --name ssdd-ship-maskrcnn \\
         --val-coco runs/splits/ssdd/val.json --images ../shared/data/ssdd/images
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from engine.inference.predictor import Predictor  # noqa: E402
-from engine.tasks import task_of  # noqa: E402
-from engine.tasks.base import format_headline  # noqa: E402
-from engine.zoo import SHIPPED_DIR, write_sidecar  # noqa: E402
+from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from engine.inference.predictor import Predictor
+from engine.tasks import task_of
+from engine.tasks.base import format_headline
+from engine.zoo import SHIPPED_DIR, write_sidecar
 
 
 def main(argv: list[str] | None = None) -> int:
