@@ -164,14 +164,16 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
 
 def table(folder: Path) -> str:
     """Markdown table of DIR/*.json results."""
-    rows = ["| architecture | task | iterations | seconds | result | bar | passes |", "|---|---|---|---|---|---|---|"]
+    rows = ["| architecture | task | optimiser, lr | image scale | iterations | seconds | result | bar | passes |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(folder.glob("*.json")):
         r = json.loads(path.read_text())
         semantic = "mIoU" in r
         value, bar = (r["mIoU"], 80.0) if semantic else (r["mask_AP"], 70.0)
         kind, metric = ("semantic", "mIoU") if semantic else ("instance", "mask AP")
-        rows.append(f"| {r['arch']} | {kind} | {r['iterations']} | {r['seconds']:.0f} | {metric} {value:.1f} "
-                    f"| {bar:.0f} | {'yes' if value >= bar else 'no'} |")
+        rows.append(f"| {r['arch']} | {kind} | {r['optimizer']} {r['lr']:g} | {r.get('scale', 1.0):g} | "
+                    f"{r['iterations']} | {r['seconds']:.0f} | {metric} {value:.1f} | {bar:.0f} | "
+                    f"{'yes' if value >= bar else 'no'} |")
     return "\n".join(rows)
 
 

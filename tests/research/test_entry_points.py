@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["research.queue", "research.instance_table", "research.semantic_table", "research.pack_runs",
            "research.cpu_precision", "research.solo_stability", "benchmarks.benchmark_inference",
            "benchmarks.seam_accuracy", "benchmarks.make_large_scene", "research.overfit",
-           "benchmarks.benchmark_distributed"]
+           "benchmarks.benchmark_distributed", "benchmarks.benchmark_input_scale"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -44,3 +45,24 @@ def test_large_scene_runs_as_a_module_from_the_repository_root(tmp_path: Path) -
         pixels = ds.read(1)
     ships = scene_ships(600, seed=2)
     assert (pixels[ships[:, 0].astype(int), ships[:, 1].astype(int)] >= 170).all()
+
+
+def test_overfit_table_marks_each_architecture_against_its_bar(tmp_path: Path) -> None:
+    from research.overfit import table
+
+    (tmp_path / "solov2.json").write_text(json.dumps(
+        {"arch": "solov2", "iterations": 300, "seconds": 900.4, "mask_AP": 71.2, "optimizer": "adamw", "lr": 1e-4}))
+    (tmp_path / "farseg.json").write_text(json.dumps(
+        {"arch": "farseg", "iterations": 600, "seconds": 1200, "mask_AP": 0.0, "mIoU": 61.0, "optimizer": "adamw",
+         "lr": 1e-3, "scale": 0.5}))
+    rows = table(tmp_path).splitlines()[2:]
+    assert rows == ["| farseg | semantic | adamw 0.001 | 0.5 | 600 | 1200 | mIoU 61.0 | 80 | no |",
+                    "| solov2 | instance | adamw 0.0001 | 1 | 300 | 900 | mask AP 71.2 | 70 | yes |"]
+
+
+def test_input_scale_candidates_parse_and_reject_a_missing_zoom() -> None:
+    from benchmarks.benchmark_input_scale import parse_candidate
+
+    assert parse_candidate("l2=runs/a@b/best.pt@2") == ("l2", "runs/a@b/best.pt", 2.0)
+    with pytest.raises(SystemExit, match="NAME=MODEL_OR_CHECKPOINT@SCALE"):
+        parse_candidate("lite0=ssdd-ship-maskrcnn")
