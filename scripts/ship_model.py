@@ -27,10 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="best.pt", help="file inside --run")
     p.add_argument("--title", help="readable name for analysts, e.g. 'Ships in SAR images (SSDD), 1 band, ~3 m' "
                                    "(default: the run's spec.title, else one built from the spec)")
+    p.add_argument("--gsd-range", metavar="MIN,MAX",
+                   help="pixel sizes in metres the model takes as they are (segment resamples others to its GSD), "
+                        "e.g. 1,15 for a SAR ship model trained on SSDD's 1-15 m chips (default: the run's)")
     args = p.parse_args(argv)
     run = Path(args.run)
     ckpt = load_checkpoint(run / args.checkpoint)
-    spec = ckpt.spec.with_updates(name=args.name, **({"title": args.title} if args.title else {}))
+    updates = {"name": args.name, **({"title": args.title} if args.title else {})}
+    if args.gsd_range:
+        low, high = (float(v) for v in args.gsd_range.split(","))
+        if not 0 < low <= ckpt.spec.gsd_m <= high:
+            p.error(f"--gsd-range {args.gsd_range}: give MIN,MAX around the model's GSD ({ckpt.spec.gsd_m:g} m)")
+        updates["gsd_range_m"] = (low, high)
+    spec = ckpt.spec.with_updates(**updates)
     task = task_of(spec)
     predictor = Predictor(Checkpoint(spec, ckpt.state_dict), "auto")
     dataset = task.eval_dataset(spec, args.val_coco, args.images)
