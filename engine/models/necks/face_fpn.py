@@ -24,6 +24,13 @@ Choices where the paper and CE-FPN leave room (documented, not switches):
   was non-negative (mean ~0.5, std ~0.5 at start) and SOLOv2's Dice mask branch collapsed within 40
   iterations: the dynamic kernels pushed all logits down along the features' constant component.
 - No 3x3 output convs: the paper's CAG output Pi is the head's input (Eq. 5).
+- No top-down sums before I: the paper integrates "P2 - P4" (never defined there) and calls R2 - R4 "a
+  top-down hierarchy with F'2 - F'4 side connections"; its Eq. 2 adds F'i to the rescaled I only, which is
+  what is built (I is summed from F'2..F'4 directly, not from FPN-style P4 = F'4, P3 = F'3 + up(P4), ...).
+- The GroupNorms after ASPP's projection, on the SCE sum and on I remove each channel's spatially
+  constant part as far as a group allows: with one channel per group (fpn_channels <= 32, the tiny test
+  configs) ASPP's image pooling, SCE's GAP branch and CAG's average-pool input are cancelled exactly and
+  get no gradient; from 2 channels per group on (4 at fpn_channels 128, 8 at 256) they act.
 """
 from __future__ import annotations
 
