@@ -13,7 +13,8 @@
 #      RSSEG (the CLI, default .venv/bin/rsseg; "python3 -m engine" where the engine is on the path),
 #      TRUNK (efficientnet_lite0 | efficientnet_lite2, default lite0), FROZEN (trunk blocks frozen, default 3),
 #      SCALE (input zoom, default 1), JITTER (scale jitter min,max around SCALE, default 0.8,1.25),
-#      AUG (1: SAR gain/gamma/speckle augmentation, default 0), EVAL_EVERY (epochs between validations, 0: at the end).
+#      AUG (1: SAR gain/gamma/speckle augmentation, default 0), EVAL_EVERY (epochs between validations, 0: at the end),
+#      CHECKPOINT_EVERY (iterations between last.pt saves inside an epoch, default 50: a stop loses at most that).
 # Each run resumes from RUNS/DATASET_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,7 @@ SPLIT=$RUNS/splits/$DATASET
 common=(--coco "$SPLIT/train.json" --images "$DATA/$folder/images" "${input[@]}"
         --epochs "$EPOCHS" --batch-size 2 --crop-size 512 --lr "$LR" --warmup-iters 100
         --schedule cosine --eval-every "${EVAL_EVERY:-0}" --seed 0 --threads "$THREADS" --workers "$WORKERS" --device "$DEVICE"
+        --checkpoint-every "${CHECKPOINT_EVERY:-50}"
         --tile-size 512 --overlap 128 --score-threshold 0.5 --input-scale "$SCALE" --scale-jitter "$JITTER")
 [ "$AUG" = 1 ] && common+=(--sar-augment)
 LITE0=(--backbone "$TRUNK" --pretrained)
