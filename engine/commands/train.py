@@ -66,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.progress import Reporter
     from engine.training.trainer import TrainConfig, Trainer
 
-    reporter = Reporter(args.progress, desc="train", unit="iteration")
+    # with --progress bar the trainer's own per-epoch bar (loss, lr) is the bar: no second one for the whole run
+    reporter = Reporter("none" if args.progress == "bar" else args.progress, desc="train", unit="iteration")
     with reported(reporter):
         checked = cli_checks.train(args)
         spec = _train_spec(args, checked)
