@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["research.queue", "research.instance_table", "research.semantic_table", "research.pack_runs",
            "research.cpu_precision", "research.solo_stability", "benchmarks.benchmark_inference",
            "benchmarks.seam_accuracy", "benchmarks.make_large_scene", "research.overfit",
-           "benchmarks.benchmark_distributed", "benchmarks.benchmark_input_scale"]
+           "benchmarks.benchmark_distributed", "benchmarks.benchmark_input_scale", "benchmarks.benchmark_step_time"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -66,3 +66,14 @@ def test_input_scale_candidates_parse_and_reject_a_missing_zoom() -> None:
     assert parse_candidate("l2=runs/a@b/best.pt@2") == ("l2", "runs/a@b/best.pt", 2.0)
     with pytest.raises(SystemExit, match="NAME=MODEL_OR_CHECKPOINT@SCALE"):
         parse_candidate("lite0=ssdd-ship-maskrcnn")
+
+
+def test_step_time_table_gives_each_facenet_part_its_share_of_the_full_step() -> None:
+    from benchmarks.benchmark_step_time import table
+
+    rows = [{"variant": "facenet", "median_s": 10.0, "min_s": 9.0},
+            {"variant": "facenet_no_dcn", "median_s": 7.5, "min_s": 7.0},
+            {"variant": "solov2", "median_s": 4.0, "min_s": 3.9}]
+    lines = table(rows).splitlines()
+    assert lines[3] == "| facenet_no_dcn | 7.50 | 7.00 | 25 % (dcn) |"
+    assert lines[4] == "| solov2 | 4.00 | 3.90 |  |"
