@@ -38,7 +38,7 @@ def time_steps(arch: str, overrides: dict[str, Any], data: Path, work: Path, ste
     from research.overfit import build
 
     torch.manual_seed(0)
-    spec, dataset = build(arch, data, work, 8, resolve_config(arch, "cpu", overrides))
+    spec, dataset, _ = build(arch, data, work, 8, resolve_config(arch, "cpu", overrides))
     samples = [dataset[i] for i in range(len(dataset))]
     model = build_model(spec).train()
     params = [p for p in model.parameters() if p.requires_grad]

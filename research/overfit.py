@@ -69,10 +69,23 @@ NWPU_NORM = Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
 
 
 def subset_coco(src: Path, out: Path, n: int) -> Path:
-    """The first `n` images (by file name) that hold at least one annotation -> a COCO file at `out`."""
+    """`n` images that hold annotations, chosen to show every class -> a COCO file at `out`.
+
+    Greedy set cover in file-name order: each pick is the image that adds the most classes not yet seen (the
+    first by file name on a tie), so a one-class dataset (SSDD) gives its first `n` images by name and NWPU
+    VHR-10 gives 6 images covering its 10 classes, then its first 2 by name. Written in file-name order."""
     data = json.loads(src.read_text())
-    with_objects = {a["image_id"] for a in data["annotations"]}
-    images = sorted((im for im in data["images"] if im["id"] in with_objects), key=lambda im: im["file_name"])[:n]
+    classes: dict[int, set[int]] = {}
+    for a in data["annotations"]:
+        classes.setdefault(a["image_id"], set()).add(a["category_id"])
+    candidates = sorted((im for im in data["images"] if im["id"] in classes), key=lambda im: im["file_name"])
+    seen: set[int] = set()
+    chosen: list[dict] = []
+    for _ in range(min(n, len(candidates))):
+        pick = max((im for im in candidates if im not in chosen), key=lambda im: len(classes[im["id"]] - seen))
+        chosen.append(pick)
+        seen |= classes[pick["id"]]
+    images = sorted(chosen, key=lambda im: im["file_name"])
     keep = {im["id"] for im in images}
     subset = {**data, "images": images, "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -80,8 +93,15 @@ def subset_coco(src: Path, out: Path, n: int) -> Path:
     return out
 
 
+def subset_class_names(coco: Path) -> list[str]:
+    """Names of the classes that the annotations of `coco` hold, sorted."""
+    data = json.loads(coco.read_text())
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    return sorted({names[a["category_id"]] for a in data["annotations"]})
+
+
 def build(arch: str, data: Path, work: Path, n_images: int, config: dict[str, Any], scale: float = 1.0):
-    """(spec, dataset) for `arch` on its 8 fixed images, resized by `scale` (the spec's input_scale)."""
+    """(spec, dataset, COCO file) for `arch` on its 8 fixed images, resized by `scale` (the spec's input_scale)."""
     semantic = MODELS[arch].task == "semantic"
     folder, norm, bands = ("nwpu_vhr10", NWPU_NORM, None) if semantic else ("ssdd", SSDD_NORM, [1])
     coco = subset_coco(data / folder / "train.json", work / f"{folder}_{n_images}.json", n_images)
@@ -91,7 +111,7 @@ def build(arch: str, data: Path, work: Path, n_images: int, config: dict[str, An
                      input_scale=scale)
     dataset_type = CocoSemanticDataset if semantic else CocoInstanceDataset
     resize = Compose([ScaleJitter(scale, scale)]) if scale != 1.0 else None
-    return spec, dataset_type(coco, data / folder / "images", norm, bands, resize)
+    return spec, dataset_type(coco, data / folder / "images", norm, bands, resize), coco
 
 
 BARS = {"instance": 70.0, "semantic": 80.0}  # mask AP, mIoU (percent)
@@ -111,7 +131,7 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
     random.seed(seed)
     np.random.seed(seed)
     torch.set_num_threads(threads)
-    spec, dataset = build(arch, data, work, n_images, recipe.config(arch), scale)
+    spec, dataset, coco = build(arch, data, work, n_images, recipe.config(arch), scale)
     samples = [dataset[i] for i in range(len(dataset))]  # decoded once: the same images every step
     model = build_model(spec)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -154,7 +174,7 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
     seconds = time.perf_counter() - start - eval_seconds
     result = {"arch": arch, "scale": scale, "iterations": checks[-1]["iteration"], "max_iterations": iters,
               "checks": checks,
-              "images": len(dataset), "seconds": round(seconds, 1),
+              "images": len(dataset), "image_classes": subset_class_names(coco), "seconds": round(seconds, 1),
               "lr": base_lr, "optimizer": recipe.optimizer, "mask_AP": metrics["segm"]["AP"],
               "box_AP": metrics["bbox"]["AP"], "curve": curve}
     if "semantic" in metrics:
@@ -164,14 +184,16 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
 
 def table(folder: Path) -> str:
     """Markdown table of DIR/*.json results."""
-    rows = ["| architecture | task | optimiser, lr | image scale | iterations | seconds | result | bar | passes |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| architecture | task | classes in the images | optimiser, lr | image scale | iterations | seconds "
+            "| result | bar | passes |", "|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(folder.glob("*.json")):
         r = json.loads(path.read_text())
         semantic = "mIoU" in r
         value, bar = (r["mIoU"], 80.0) if semantic else (r["mask_AP"], 70.0)
         kind, metric = ("semantic", "mIoU") if semantic else ("instance", "mask AP")
-        rows.append(f"| {r['arch']} | {kind} | {r['optimizer']} {r['lr']:g} | {r.get('scale', 1.0):g} | "
+        classes = r.get("image_classes")
+        shown = "not recorded" if classes is None else (", ".join(classes) if len(classes) < 3 else f"{len(classes)}")
+        rows.append(f"| {r['arch']} | {kind} | {shown} | {r['optimizer']} {r['lr']:g} | {r.get('scale', 1.0):g} | "
                     f"{r['iterations']} | {r['seconds']:.0f} | {metric} {value:.1f} | {bar:.0f} | "
                     f"{'yes' if value >= bar else 'no'} |")
     return "\n".join(rows)

@@ -51,13 +51,32 @@ def test_overfit_table_marks_each_architecture_against_its_bar(tmp_path: Path) -
     from research.overfit import table
 
     (tmp_path / "solov2.json").write_text(json.dumps(
-        {"arch": "solov2", "iterations": 300, "seconds": 900.4, "mask_AP": 71.2, "optimizer": "adamw", "lr": 1e-4}))
+        {"arch": "solov2", "iterations": 300, "seconds": 900.4, "mask_AP": 71.2, "optimizer": "adamw", "lr": 1e-4,
+         "image_classes": ["ship"]}))
     (tmp_path / "farseg.json").write_text(json.dumps(
         {"arch": "farseg", "iterations": 600, "seconds": 1200, "mask_AP": 0.0, "mIoU": 61.0, "optimizer": "adamw",
-         "lr": 1e-3, "scale": 0.5}))
+         "lr": 1e-3, "scale": 0.5, "image_classes": ["airplane", "ship", "vehicle"]}))
     rows = table(tmp_path).splitlines()[2:]
-    assert rows == ["| farseg | semantic | adamw 0.001 | 0.5 | 600 | 1200 | mIoU 61.0 | 80 | no |",
-                    "| solov2 | instance | adamw 0.0001 | 1 | 300 | 900 | mask AP 71.2 | 70 | yes |"]
+    assert rows == ["| farseg | semantic | 3 | adamw 0.001 | 0.5 | 600 | 1200 | mIoU 61.0 | 80 | no |",
+                    "| solov2 | instance | ship | adamw 0.0001 | 1 | 300 | 900 | mask AP 71.2 | 70 | yes |"]
+
+
+def test_overfit_images_show_every_class_then_follow_file_names(tmp_path: Path) -> None:
+    from research.overfit import subset_class_names, subset_coco
+
+    classes = {"a.jpg": [1], "b.jpg": [1], "c.jpg": [2, 3], "d.jpg": [], "e.jpg": [3, 4], "f.jpg": [1, 2]}
+    images = [{"id": i, "file_name": name} for i, name in enumerate(classes)]
+    annotations = [{"id": 10 * i + k, "image_id": i, "category_id": c}
+                   for i, cats in enumerate(classes.values()) for k, c in enumerate(cats)]
+    categories = [{"id": c, "name": f"class{c}"} for c in (1, 2, 3, 4)]
+    src = tmp_path / "all.json"
+    src.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    out = subset_coco(src, tmp_path / "sub.json", 3)
+    # c (2 new classes) first, then e (adds 4) and a (adds 1, first by name among b and f); d holds no object
+    assert [im["file_name"] for im in json.loads(out.read_text())["images"]] == ["a.jpg", "c.jpg", "e.jpg"]
+    assert subset_class_names(out) == ["class1", "class2", "class3", "class4"]
+    two = subset_coco(src, tmp_path / "two.json", 2)  # after c, a / e / f each add one class: a by name
+    assert [im["file_name"] for im in json.loads(two.read_text())["images"]] == ["a.jpg", "c.jpg"]
 
 
 def test_input_scale_candidates_parse_and_reject_a_missing_zoom() -> None:
