@@ -1,5 +1,10 @@
-"""Shared pytest fixtures: tiny generated rasters and COCO datasets (written into tmp dirs); and the clean-up of
-the temporary folder the test process's QGIS application makes."""
+"""Shared pytest set-up: a marker for each test folder that has one, torch on one thread, the tiny checkpoint,
+tiny generated rasters and COCO datasets (written into tmp dirs), and the clean-up of the temporary folder the
+test process's QGIS application makes.
+
+The plugin tests' process never imports torch (the plugin does not): torch is imported lazily here, and not
+for tests/plugin.
+"""
 
 import shutil
 from pathlib import Path
@@ -8,7 +13,65 @@ import pytest
 
 from tests.data.make_fixtures import write_coco_dataset, write_scene_geotiff
 
+HERE = Path(__file__).resolve().parent
+MARKED = ("distributed", "hostile", "research")  # every test below tests/NAME/ is marked NAME
+TORCH_FREE = ("plugin",)
 QGIS_TEMP = pytest.StashKey[Path | None]()
+
+
+def _folder(path: Path) -> str:
+    """The folder below tests/ that holds `path` ("" for none)."""
+    parts = path.resolve().relative_to(HERE).parts if HERE in path.resolve().parents else ()
+    return parts[0] if len(parts) > 1 else ""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The folder markers."""
+    for item in items:
+        folder = _folder(item.path)
+        if folder in MARKED:
+            item.add_marker(folder)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(request: pytest.FixtureRequest):
+    """torch on one thread in the test process: the 2-core machine runs two test workers (or other work)."""
+    if _folder(request.path) in TORCH_FREE:
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny 1-band ship model saved as a checkpoint (score threshold 0)."""
+    from tests.data.tiny_model import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture
+def scene_tif(tmp_path: Path) -> tuple[Path, list[dict]]:
+    """256 x 256 single-band uint8 GeoTIFF in EPSG:32633 (10 m) and its known objects."""
+    path = tmp_path / "scene.tif"
+    return path, write_scene_geotiff(path)
+
+
+@pytest.fixture
+def coco_gray(tmp_path: Path) -> Path:
+    """4 single-band PNGs + annotations.json, one class ("ship"); returns the json path."""
+    return write_coco_dataset(tmp_path / "coco_gray", class_names=("ship",))
+
+
+@pytest.fixture
+def coco_rgb(tmp_path: Path) -> Path:
+    """4 RGB PNGs + annotations.json, classes ("ship", "tank"); returns the json path."""
+    return write_coco_dataset(tmp_path / "coco_rgb", bands=3)
 
 
 def _qgis_temp_folder() -> Path | None:
@@ -33,22 +96,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash.get(QGIS_TEMP, None)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def scene_tif(tmp_path: Path) -> tuple[Path, list[dict]]:
-    """256 x 256 single-band uint8 GeoTIFF in EPSG:32633 (10 m) and its known objects."""
-    path = tmp_path / "scene.tif"
-    return path, write_scene_geotiff(path)
-
-
-@pytest.fixture
-def coco_gray(tmp_path: Path) -> Path:
-    """4 single-band PNGs + annotations.json, one class ("ship"); returns the json path."""
-    return write_coco_dataset(tmp_path / "coco_gray", class_names=("ship",))
-
-
-@pytest.fixture
-def coco_rgb(tmp_path: Path) -> Path:
-    """4 RGB PNGs + annotations.json, classes ("ship", "tank"); returns the json path."""
-    return write_coco_dataset(tmp_path / "coco_rgb", bands=3)

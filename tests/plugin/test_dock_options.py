@@ -51,12 +51,11 @@ def test_band_mapping_appears_when_band_counts_differ(plugin, qgis_new_project, 
     assert dock.band_box.isHidden() and dock.band_mapping() is None
 
 
-def test_one_band_layer_feeds_every_band_of_a_three_band_model(plugin, qgis_new_project, tmp_path: Path) -> None:
-    from tests.plugin.conftest import make_tiny_checkpoint
-
+def test_one_band_layer_feeds_every_band_of_a_three_band_model(plugin, qgis_new_project, rgb_checkpoint,
+                                                               tmp_path: Path) -> None:
     dock = plugin.show_dock(True)
     gray = _add_raster(tmp_path / "gray.tif", "gray")
-    assert dock.load_checkpoint(str(make_tiny_checkpoint(tmp_path / "rgb_model.pt", bands=3)))
+    assert dock.load_checkpoint(str(rgb_checkpoint))
     dock.layer_combo.setLayer(gray)
     assert dock.band_mapping() == [1, 1, 1]
 
