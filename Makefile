@@ -16,10 +16,14 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Everything but the checks marked `slow`: engine, plugin (headless QGIS) and research tests.
+# Everything but the checks marked `slow`: engine, plugin (headless QGIS) and research tests, in TEST_WORKERS
+# processes (pytest-xdist; 0: all in this one). loadgroup: each test goes to whichever worker is free, except
+# that a module sharing a costly module fixture runs whole in one worker (tests/conftest.py, WHOLE_MODULES).
+# (Not in pyproject's addopts: with --dist, pytest-qgis takes a run without -n for an xdist controller.)
+TEST_WORKERS ?= 2
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -16,6 +16,9 @@ from tests.data.make_fixtures import write_coco_dataset, write_scene_geotiff
 HERE = Path(__file__).resolve().parent
 MARKED = ("distributed", "hostile", "research")  # every test below tests/NAME/ is marked NAME
 TORCH_FREE = ("plugin",)
+# Modules whose tests share a costly module-scoped fixture (test_segment_dask.py: a LocalCluster): with
+# `-n N --dist loadgroup` one worker runs each of them whole, so that one fixture serves them.
+WHOLE_MODULES = ("tests/distributed/test_segment_dask.py",)
 QGIS_TEMP = pytest.StashKey[Path | None]()
 
 
@@ -31,6 +34,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = _folder(item.path)
         if folder in MARKED:
             item.add_marker(folder)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup`: each test goes to whichever worker is free, but a module of WHOLE_MODULES to one worker.
+    (pytest-xdist's own loadgroup, by xdist_group marks, stopped grouping with pytest 9.2: pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in WHOLE_MODULES else nodeid
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
