@@ -16,9 +16,9 @@ from tests.data.make_fixtures import write_coco_dataset, write_scene_geotiff
 HERE = Path(__file__).resolve().parent
 MARKED = ("distributed", "hostile", "research")  # every test below tests/NAME/ is marked NAME
 TORCH_FREE = ("plugin",)
-# Modules whose tests share a costly module-scoped fixture (test_segment_dask.py: a LocalCluster): with
+# Modules whose tests share a costly module-scoped fixture (a LocalCluster, a training run): with
 # `-n N --dist loadgroup` one worker runs each of them whole, so that one fixture serves them.
-WHOLE_MODULES = ("tests/distributed/test_segment_dask.py",)
+WHOLE_MODULES = ("tests/distributed/test_segment_dask.py", "tests/engine/test_resume.py")
 QGIS_TEMP = pytest.StashKey[Path | None]()
 
 

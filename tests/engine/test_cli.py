@@ -70,10 +70,10 @@ def test_jsonl_progress_protocol(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert events[-1]["output"] == str(out) and out.is_file()
 
 
-def test_models_lists_shipped_models_with_specs() -> None:
+def test_models_lists_shipped_models_with_specs(capsys: pytest.CaptureFixture) -> None:
     from engine.zoo import shipped_models
 
-    proc = _run(["models", "--json"])
+    proc = _run(["models", "--json"])  # `python -m engine`, as the plugin runs it
     assert proc.returncode == 0, proc.stderr
     listing = json.loads(proc.stdout)
     assert {m["name"] for m in listing} == set(shipped_models())
@@ -85,9 +85,9 @@ def test_models_lists_shipped_models_with_specs() -> None:
         assert m["title"] == m["spec"]["title"] if m["spec"]["title"] else built
     ssdd = next(m for m in listing if m["name"] == "ssdd-ship-maskrcnn")
     assert ssdd["default"] and ssdd["sensor"] == "sar" and ssdd["title"].startswith("Ships in SAR images")
-    proc = _run(["models", "--architectures"])
-    assert proc.returncode == 0 and "mask_rcnn (instance); presets:" in proc.stdout
-    assert "semantic_fpn (semantic); presets:" in proc.stdout
+    assert main(["models", "--architectures"]) == 0
+    printed = capsys.readouterr().out
+    assert "mask_rcnn (instance); presets:" in printed and "semantic_fpn (semantic); presets:" in printed
 
 
 def _error_line(code: int, capsys: pytest.CaptureFixture) -> str:

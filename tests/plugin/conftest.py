@@ -16,7 +16,7 @@ import pytest
 from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
 
 from rs_qgis_plugin import background, settings
-from rs_qgis_plugin.engine_env import check_engine, interpreter_stamp
+from rs_qgis_plugin.engine_env import EngineReport, check_engine, interpreter_stamp
 from rs_qgis_plugin.settings import ENGINE_PYTHON_KEY, PREFIX
 from tests.data.make_fixtures import write_scene_geotiff
 
@@ -39,9 +39,15 @@ def _clear_settings() -> None:
 
 
 @pytest.fixture(scope="session")
-def engine_check(engine_interpreter: str) -> settings.EngineCheck:
-    """One real engine check of the test interpreter, made once."""
-    report = check_engine(engine_interpreter)
+def engine_report(engine_interpreter: str) -> EngineReport:
+    """One real engine check of the test interpreter, made once (test_engine_env.py checks what it says)."""
+    return check_engine(engine_interpreter)
+
+
+@pytest.fixture(scope="session")
+def engine_check(engine_interpreter: str, engine_report: EngineReport) -> settings.EngineCheck:
+    """That check, as the plugin remembers a good one."""
+    report = engine_report
     assert report.ok, report.message
     return settings.EngineCheck(engine_interpreter, interpreter_stamp(engine_interpreter), report.message,
                                 report.devices, "test session")
