@@ -6,12 +6,18 @@ The plugin tests' process never imports torch (the plugin does not): torch is im
 for tests/plugin.
 """
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.data.make_fixtures import write_coco_dataset, write_scene_geotiff
+
+# One OpenMP (torch) thread in every process the tests start (engine CLI, qgis_process and the engine it runs, Dask
+# workers) and in this one (torch is not imported yet): `make test` runs two test workers on two cores, where more
+# threads only spin-wait for each other (a tiled segment run took twice the CPU time with 2 threads).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
 MARKED = ("distributed", "hostile", "research")  # every test below tests/NAME/ is marked NAME
