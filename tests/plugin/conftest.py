@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from rs_qgis_plugin import background, settings
 from rs_qgis_plugin.engine_env import EngineReport, check_engine, interpreter_stamp
 from rs_qgis_plugin.settings import ENGINE_PYTHON_KEY, PREFIX
 from tests.data.make_fixtures import write_scene_geotiff
+from tests.data.once import once, once_json
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("RSSEG_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts"))
@@ -39,9 +41,10 @@ def _clear_settings() -> None:
 
 
 @pytest.fixture(scope="session")
-def engine_report(engine_interpreter: str) -> EngineReport:
-    """One real engine check of the test interpreter, made once (test_engine_env.py checks what it says)."""
-    return check_engine(engine_interpreter)
+def engine_report(engine_interpreter: str, tmp_path_factory: pytest.TempPathFactory) -> EngineReport:
+    """One real engine check of the test interpreter, made once per run (test_engine_env.py checks what it says)."""
+    data = once_json(tmp_path_factory, "engine-report", lambda: asdict(check_engine(engine_interpreter)))
+    return EngineReport(**{**data, "devices": tuple(tuple(d) for d in data["devices"])})
 
 
 @pytest.fixture(scope="session")
@@ -65,14 +68,16 @@ def clean_settings(engine_check: settings.EngineCheck):
     _clear_settings()
 
 
-@pytest.fixture(scope="session")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder of the tests' tiny models, made by the engine's interpreter (tests/data/tiny_model.py)."""
-    folder = tmp_path_factory.mktemp("models")
+def _make_models(folder: Path) -> None:
     made = subprocess.run([sys.executable, "-m", "tests.data.tiny_model", str(folder)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
-    return folder
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tests' tiny models, made once per run by the engine's interpreter (tests/data/tiny_model.py)."""
+    return once(tmp_path_factory, "plugin-models", _make_models)
 
 
 @pytest.fixture(scope="session")
