@@ -17,7 +17,8 @@ import pytest
 from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
 
 from rs_qgis_plugin import background, settings
-from rs_qgis_plugin.engine_env import EngineReport, check_engine, interpreter_stamp
+from rs_qgis_plugin.engine_env import EngineReport, check_engine, checkpoint_info, interpreter_stamp
+from rs_qgis_plugin.models import ModelInfo
 from rs_qgis_plugin.settings import ENGINE_PYTHON_KEY, PREFIX
 from tests.data.make_fixtures import write_scene_geotiff
 from tests.data.once import once, once_json
@@ -84,6 +85,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_checkpoint(models: Path) -> Path:
     """A tiny 1-band Mask R-CNN ("ship", "tank") whose heads always say "ship" with a full-box mask."""
     return models / "tiny_ships.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_info(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelInfo:
+    """What the engine says of tiny_checkpoint (`rsseg info --json`), asked once per run: `dock.select_model(
+    tiny_info)` chooses it as browsing it (`dock.load_checkpoint`) does once the engine has read it."""
+    return ModelInfo(**once_json(tmp_path_factory, "tiny-info",
+                                 lambda: asdict(checkpoint_info(sys.executable, str(tiny_checkpoint)))))
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,7 @@ def test_selected_features_give_the_extent(plugin, scene_layer, qgis_iface) -> N
     assert dock.task is None and "no selected features" in dock.log.toPlainText()
 
 
-def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_project, tiny_checkpoint, tmp_path,
+def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_project, tiny_info, tmp_path,
                                                            qtbot) -> None:
     tif = tmp_path / "scene.tif"
     write_scene_geotiff(tif)
@@ -92,7 +92,7 @@ def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_proj
     assert layer.isValid()
     QgsProject.instance().addMapLayer(layer)
     dock = plugin.show_dock(True)
-    assert dock.load_checkpoint(str(tiny_checkpoint))
+    dock.select_model(tiny_info)
     dock.layer_combo.setLayer(layer)
     job = dock.current_job()
     assert job.export is not None and (job.export.width, job.export.height) == (256, 256)
@@ -160,9 +160,10 @@ def test_log_keeps_the_newest_line_in_view(plugin, qgis_new_project) -> None:
     assert bar.maximum() > 0 and bar.value() == bar.maximum()
 
 
-def test_settings_persist_between_sessions(plugin, scene_layer, tiny_checkpoint, qgis_iface, tmp_path) -> None:
+def test_settings_persist_between_sessions(plugin, scene_layer, tiny_checkpoint, tiny_info, qgis_iface,
+                                          tmp_path) -> None:
     dock = plugin.show_dock(True)
-    assert dock.load_checkpoint(str(tiny_checkpoint))
+    dock.select_model(tiny_info)  # a browsed checkpoint
     dock.score_spin.setValue(0.65)
     dock.tile_spin.setValue(256)
     dock.overlap_spin.setValue(48)

@@ -3,8 +3,6 @@ summary in the dock, a file, a cancel, a failure."""
 from __future__ import annotations
 
 import re
-import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -19,13 +17,10 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import Qt
 
-from rs_qgis_plugin.engine_env import checkpoint_info
 from rs_qgis_plugin.layers import RESULTS_GROUP
-from rs_qgis_plugin.models import ModelInfo
 from rs_qgis_plugin.progress import LOADING
 from rs_qgis_plugin.task import LOG_TAG
 from tests.data.make_fixtures import write_scene_geotiff
-from tests.data.once import once_json
 
 FIELDS = {"class_id", "class_name", "score", "area_m2", "n_tiles", "merged", "model", "source"}
 RUN_TIMEOUT_MS = 300_000
@@ -45,17 +40,9 @@ def _error_lines(dock) -> list[str]:
     return [line for line in dock.log.toPlainText().splitlines() if line.startswith("error:")]
 
 
-@pytest.fixture(scope="session")
-def tiny_info(tiny_checkpoint, tmp_path_factory) -> ModelInfo:
-    """What the engine says of tiny_checkpoint (`rsseg info --json`), asked once per run."""
-    return ModelInfo(**once_json(tmp_path_factory, "tiny-info",
-                                 lambda: asdict(checkpoint_info(sys.executable, str(tiny_checkpoint)))))
-
-
 @pytest.fixture
 def dock(plugin, scene_layer, tiny_info, qtbot):
-    """The dock on the scene layer with tiny_checkpoint chosen as browsing it does once the engine has read it
-    (test_browsed_checkpoint_shows_its_spec_and_defaults browses it)."""
+    """The dock on the scene layer, tiny_checkpoint chosen (see tiny_info; the first test below browses it)."""
     dock = plugin.show_dock(True)
     dock.select_model(tiny_info)
     dock.layer_combo.setLayer(scene_layer)
