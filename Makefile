@@ -19,11 +19,13 @@ lint: setup
 # Everything but the checks marked `slow`: engine, plugin (headless QGIS) and research tests, in TEST_WORKERS
 # processes (pytest-xdist; 0: all in this one). loadgroup: each test goes to whichever worker is free, except
 # that a module sharing a costly module fixture runs whole in one worker (tests/conftest.py, WHOLE_MODULES).
-# (Not in pyproject's addopts: with --dist, pytest-qgis takes a run without -n for an xdist controller.)
+# (Never --dist without workers, nor in pyproject's addopts: pytest-qgis then takes the run for an xdist controller
+# and starts no QGIS.)
 TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q $(XDIST)
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
