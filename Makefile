@@ -18,7 +18,7 @@ lint: setup
 
 # Everything but the checks marked `slow`: engine, plugin (headless QGIS) and research tests, in TEST_WORKERS
 # processes (pytest-xdist; 0: all in this one). loadgroup: each test goes to whichever worker is free, except
-# that a module sharing a costly module fixture runs whole in one worker (tests/conftest.py, WHOLE_MODULES).
+# that the groups of tests/conftest.py (WHOLE: tests/distributed, test_resume.py) each run whole in one worker.
 # (Never --dist without workers, nor in pyproject's addopts: pytest-qgis then takes the run for an xdist controller
 # and starts no QGIS.)
 TEST_WORKERS ?= 2

@@ -22,9 +22,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = Path(__file__).resolve().parent
 MARKED = ("distributed", "hostile", "research")  # every test below tests/NAME/ is marked NAME
 TORCH_FREE = ("plugin",)
-# Modules whose tests share a costly module-scoped fixture (a LocalCluster, a training run): with
-# `-n N --dist loadgroup` one worker runs each of them whole, so that one fixture serves them.
-WHOLE_MODULES = ("tests/distributed/test_segment_dask.py", "tests/engine/test_resume.py")
+# With `-n N --dist loadgroup` one worker runs each of these whole: tests/distributed, whose tests start groups of
+# processes (torchrun ranks in lockstep, Dask workers) that slow each other down badly when they overlap, and whose
+# Dask tests share a module's LocalCluster; and test_resume.py, whose cases share one training run.
+WHOLE = ("tests/distributed/", "tests/engine/test_resume.py")
 QGIS_TEMP = pytest.StashKey[Path | None]()
 
 
@@ -44,7 +45,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """`--dist loadgroup`: each test goes to whichever worker is free, but a module of WHOLE_MODULES to one worker.
+    """`--dist loadgroup`: each test goes to whichever worker is free, but each group of WHOLE to one worker.
     (pytest-xdist's own loadgroup, by xdist_group marks, stopped grouping with pytest 9.2: pytest-xdist#1386.)"""
     if config.getvalue("dist") != "loadgroup":
         return None
@@ -52,8 +53,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
     class Scheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return module if module in WHOLE_MODULES else nodeid
+            return next((group for group in WHOLE if nodeid.startswith(group)), nodeid)
 
     return Scheduling(config, log)
 

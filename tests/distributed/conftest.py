@@ -1,7 +1,7 @@
-"""Tests of engine.distributed (Dask) and DDP training: marked `distributed` (`make test` runs them; alone:
-`pytest -m distributed`). One LocalCluster of 2 worker processes (1 thread each) serves a test module (run whole
-by one pytest-xdist worker); torch on one thread in this process too (tests/conftest.py), so that single-process
-and worker outputs are bit for bit comparable."""
+"""Tests of engine.distributed (Dask) and DDP training: marked `distributed` (`make test` runs them, all on one
+pytest-xdist worker; alone: `pytest -m distributed`). One LocalCluster of 2 worker processes (1 thread each) serves
+a test module; torch on one thread in this process too (tests/conftest.py), so that single-process and worker
+outputs are bit for bit comparable."""
 from pathlib import Path
 
 import pytest
