@@ -16,10 +16,16 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Everything but the checks marked `slow`: engine, plugin (headless QGIS) and research tests.
+# Everything but the checks marked `slow`: engine, plugin (headless QGIS) and research tests, in TEST_WORKERS
+# processes (pytest-xdist; 0: all in this one). loadgroup: each test goes to whichever worker is free, except
+# that the groups of tests/conftest.py (WHOLE: tests/distributed, test_resume.py) each run whole in one worker.
+# (Never --dist without workers, nor in pyproject's addopts: pytest-qgis then takes the run for an xdist controller
+# and starts no QGIS.)
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

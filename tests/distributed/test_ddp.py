@@ -33,8 +33,10 @@ def _train_args(coco: Path, out: Path) -> list[str]:
             "--checkpoint-every", "1"]
 
 
-def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _torchrun(args: list[str], temp: Path) -> subprocess.CompletedProcess:
+    """torchrun with 2 processes; its log folders (torchelastic_*, never removed) go to `temp`."""
+    temp.mkdir(exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(temp)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "engine", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,7 +57,7 @@ def test_rank_batches_split_each_global_batch() -> None:
 
 def test_torchrun_trains_the_single_process_weights_and_resumes(coco_gray, tmp_path) -> None:
     assert main(_train_args(coco_gray, tmp_path / "single")) == 0
-    ddp = _torchrun(_train_args(coco_gray, tmp_path / "ddp"))
+    ddp = _torchrun(_train_args(coco_gray, tmp_path / "ddp"), tmp_path / "tmp")
     single, distributed = _weights(tmp_path / "single"), _weights(tmp_path / "ddp")
     for key, value in single.items():
         assert torch.allclose(distributed[key], value, atol=1e-5, rtol=1e-4), key
@@ -70,9 +72,9 @@ def test_torchrun_trains_the_single_process_weights_and_resumes(coco_gray, tmp_p
     assert ddp.stderr.count("trained:") == 1
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["last.pt", "log.jsonl", "loss.png"]
 
-    _torchrun([*_train_args(coco_gray, tmp_path / "resumed"), "--stop-at", "3"])  # inside epoch 2
+    _torchrun([*_train_args(coco_gray, tmp_path / "resumed"), "--stop-at", "3"], tmp_path / "tmp")  # inside epoch 2
     assert load_checkpoint(tmp_path / "resumed" / "last.pt").training_state["iteration"] == 3
-    again = _torchrun(_train_args(coco_gray, tmp_path / "resumed"))
+    again = _torchrun(_train_args(coco_gray, tmp_path / "resumed"), tmp_path / "tmp")
     assert "resumed from" in again.stderr
     for key, value in _weights(tmp_path / "resumed").items():
         assert torch.allclose(distributed[key], value, atol=1e-6), key

@@ -184,13 +184,11 @@ def test_cancel_writes_nothing_and_stops_the_workers(tiny_instance, tmp_path, si
 
 
 def test_an_unreachable_scheduler_is_one_line_naming_it(tiny_instance, tmp_path, capsys) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # free once closed: nothing listens there
-    address = f"tcp://127.0.0.1:{port}"
     raster = tmp_path / "scene.tif"
     write_scene_geotiff(raster)
-    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+    with socket.socket() as s, dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        s.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused, and no other process
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # (another test's cluster) can take the port meanwhile
         code = main(["segment", str(raster), "--model", str(tiny_instance), "--out", str(tmp_path / "o.gpkg"),
                      "--dask", address, "--progress", "none"])
     err = capsys.readouterr().err.strip().splitlines()

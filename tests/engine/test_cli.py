@@ -56,13 +56,14 @@ def test_train_evaluate_segment_integration(tmp_path: Path, capsys: pytest.Captu
             assert feat["properties"]["class_name"] == "ship" and 0 <= feat["properties"]["score"] <= 1
 
 
-def test_jsonl_progress_protocol(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_jsonl_progress_protocol(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
     raster = tmp_path / "scene.tif"
     write_scene_geotiff(raster)
     out = tmp_path / "out.geojson"
-    proc = _run(["segment", str(raster), "--model", str(tiny_checkpoint), "--out", str(out), "--progress", "jsonl"])
-    assert proc.returncode == 0, proc.stderr
-    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    code = main(["segment", str(raster), "--model", str(tiny_checkpoint), "--out", str(out), "--progress", "jsonl"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    events = [json.loads(line) for line in printed.out.splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and "progress" in kinds
     progress = [e for e in events if e["event"] == "progress"]
@@ -70,10 +71,10 @@ def test_jsonl_progress_protocol(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert events[-1]["output"] == str(out) and out.is_file()
 
 
-def test_models_lists_shipped_models_with_specs() -> None:
+def test_models_lists_shipped_models_with_specs(capsys: pytest.CaptureFixture) -> None:
     from engine.zoo import shipped_models
 
-    proc = _run(["models", "--json"])
+    proc = _run(["models", "--json"])  # `python -m engine`, as the plugin runs it
     assert proc.returncode == 0, proc.stderr
     listing = json.loads(proc.stdout)
     assert {m["name"] for m in listing} == set(shipped_models())
@@ -85,9 +86,9 @@ def test_models_lists_shipped_models_with_specs() -> None:
         assert m["title"] == m["spec"]["title"] if m["spec"]["title"] else built
     ssdd = next(m for m in listing if m["name"] == "ssdd-ship-maskrcnn")
     assert ssdd["default"] and ssdd["sensor"] == "sar" and ssdd["title"].startswith("Ships in SAR images")
-    proc = _run(["models", "--architectures"])
-    assert proc.returncode == 0 and "mask_rcnn (instance); presets:" in proc.stdout
-    assert "semantic_fpn (semantic); presets:" in proc.stdout
+    assert main(["models", "--architectures"]) == 0
+    printed = capsys.readouterr().out
+    assert "mask_rcnn (instance); presets:" in printed and "semantic_fpn (semantic); presets:" in printed
 
 
 def _error_line(code: int, capsys: pytest.CaptureFixture) -> str:
@@ -150,10 +151,12 @@ def test_output_not_writable(tmp_path: Path, tiny_checkpoint: Path, capsys: pyte
     assert ".xyz" in line and ".gpkg" in line
 
 
-def test_error_exit_code_and_jsonl_error_event(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    proc = _run(["segment", str(tmp_path / "nope.tif"), "--model", str(tiny_checkpoint), "--out",
-                 str(tmp_path / "o.gpkg"), "--progress", "jsonl"])
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: raster")
-    events = [json.loads(line) for line in proc.stdout.splitlines()]
+def test_error_exit_code_and_jsonl_error_event(tmp_path: Path, tiny_checkpoint: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    code = main(["segment", str(tmp_path / "nope.tif"), "--model", str(tiny_checkpoint), "--out",
+                 str(tmp_path / "o.gpkg"), "--progress", "jsonl"])  # `python -m engine` exits with this code
+    printed = capsys.readouterr()
+    assert code == 2
+    assert printed.err.strip().splitlines()[-1].startswith("error: raster")
+    events = [json.loads(line) for line in printed.out.splitlines()]
     assert events[-1]["event"] == "error" and "nope.tif" in events[-1]["message"]

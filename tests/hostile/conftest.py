@@ -11,27 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.data.make_fixtures import write_coco_dataset, write_scene_geotiff
 from tests.hostile.helpers import write_model
-
-HERE = Path(__file__).resolve().parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test collected below this folder `hostile`."""
-    for item in items:
-        if HERE in item.path.resolve().parents:
-            item.add_marker(pytest.mark.hostile)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -8,26 +8,22 @@ from pathlib import Path
 
 import fiona
 import pytest
-import torch
 
-from engine.checkpoint import Checkpoint, save_checkpoint
 from engine.cli import main
-from engine.models import build_model
 from engine.spec import ModelSpec, Normalisation, classes_from_names
-from tests.data.tiny_model import TINY
+from tests.data.tiny_model import TINY, save_model
 
 FAST = {**TINY, "rpn_pre_nms_top_n_test": 30, "rpn_post_nms_top_n_test": 10, "detections_per_img": 5}
 
 
 def write_model(path: Path, bands: int = 1) -> Path:
     """A tiny random "ship" model of `bands` inputs: tile 128, overlap 32, score threshold 0, at most 5 objects."""
-    torch.manual_seed(0)
     names = ("amplitude",) if bands == 1 else tuple(f"b{i + 1}" for i in range(bands))
     spec = ModelSpec(name="tiny" if bands == 1 else f"tiny{bands}", architecture="mask_rcnn", config=FAST,
                      classes=classes_from_names(["ship"]), bands=bands, band_names=names,
                      normalisation=Normalisation(mean=(0.5,), std=(0.25,)), gsd_m=10.0, tile_size=128, overlap=32,
                      score_threshold=0.0)
-    return save_checkpoint(Checkpoint(spec, build_model(spec).state_dict(), {"note": "random"}, {}), path)
+    return save_model(path, spec)
 
 
 @dataclass

@@ -2,66 +2,29 @@
 
 The engine interpreter is this test interpreter (the project's .venv has the engine installed); models
 are tiny checkpoints whose heads are biased to predict full-box "ship" masks, so every run yields
-polygons quickly and deterministically.
+polygons quickly and deterministically. A subprocess makes them: like the plugin, this process never imports
+torch.
 """
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-import torch
 from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
 
-from engine.checkpoint import Checkpoint, save_checkpoint
-from engine.models import build_model
-from engine.spec import ModelSpec, Normalisation, classes_from_names
 from rs_qgis_plugin import background, settings
-from rs_qgis_plugin.engine_env import check_engine, interpreter_stamp
+from rs_qgis_plugin.engine_env import EngineReport, check_engine, checkpoint_info, interpreter_stamp
+from rs_qgis_plugin.models import ModelInfo
 from rs_qgis_plugin.settings import ENGINE_PYTHON_KEY, PREFIX
 from tests.data.make_fixtures import write_scene_geotiff
+from tests.data.once import once, once_json
 
-ARTIFACTS = Path(os.environ.get("RSSEG_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "out" / "test-artifacts"))
-TINY = {"backbone": "resnet18", "fpn_channels": 16, "representation_size": 32, "mask_head_channels": 8,
-        "mask_head_layers": 1, "rpn_pre_nms_top_n_test": 30, "rpn_post_nms_top_n_test": 10,
-        "detections_per_img": 5, "anchor_sizes": [8, 16, 32, 64, 128]}
-
-
-def make_tiny_checkpoint(path: Path, bands: int = 1) -> Path:
-    """A tiny Mask R-CNN ("ship", "tank") whose heads always say "ship" with a full-box mask."""
-    torch.manual_seed(0)
-    spec = ModelSpec(name="tiny-ships", architecture="mask_rcnn", config=TINY,
-                     classes=classes_from_names(["ship", "tank"]), bands=bands,
-                     band_names=tuple(f"b{i + 1}" for i in range(bands)),
-                     normalisation=Normalisation(mean=(0.5,) * bands, std=(0.5,) * bands),
-                     gsd_m=10.0, tile_size=128, overlap=32, score_threshold=0.3)
-    model = build_model(spec)
-    with torch.no_grad():
-        heads = model.roi_heads
-        heads.box_predictor.cls_score.weight.zero_()
-        heads.box_predictor.cls_score.bias.copy_(torch.tensor([0.0, 8.0, 0.0]))
-        heads.box_predictor.bbox_pred.weight.zero_()
-        heads.box_predictor.bbox_pred.bias.zero_()
-        heads.mask_predictor.mask_fcn_logits.weight.zero_()
-        heads.mask_predictor.mask_fcn_logits.bias.fill_(8.0)
-    save_checkpoint(Checkpoint(spec, model.state_dict(), {"note": "biased test model"}, {}), path)
-    return path
-
-
-def make_tiny_semantic_checkpoint(path: Path) -> Path:
-    """A tiny Semantic FPN ("ship", "tank") whose classifier says "ship" everywhere (probability ~0.88)."""
-    torch.manual_seed(0)
-    spec = ModelSpec(name="tiny-sem", architecture="semantic_fpn", task="semantic",
-                     config={"fpn_channels": 16, "decoder_channels": 8}, classes=classes_from_names(["ship", "tank"]),
-                     bands=1, band_names=("b1",), normalisation=Normalisation(mean=(0.5,), std=(0.5,)),
-                     gsd_m=10.0, tile_size=128, overlap=32)
-    model = build_model(spec)
-    with torch.no_grad():
-        model.classifier.weight.zero_()
-        model.classifier.bias.copy_(torch.tensor([0.0, 2.0, 0.0]))
-    save_checkpoint(Checkpoint(spec, model.state_dict(), {"note": "biased test model"}, {}), path)
-    return path
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("RSSEG_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -79,9 +42,16 @@ def _clear_settings() -> None:
 
 
 @pytest.fixture(scope="session")
-def engine_check(engine_interpreter: str) -> settings.EngineCheck:
-    """One real engine check of the test interpreter, made once."""
-    report = check_engine(engine_interpreter)
+def engine_report(engine_interpreter: str, tmp_path_factory: pytest.TempPathFactory) -> EngineReport:
+    """One real engine check of the test interpreter, made once per run (test_engine_env.py checks what it says)."""
+    data = once_json(tmp_path_factory, "engine-report", lambda: asdict(check_engine(engine_interpreter)))
+    return EngineReport(**{**data, "devices": tuple(tuple(d) for d in data["devices"])})
+
+
+@pytest.fixture(scope="session")
+def engine_check(engine_interpreter: str, engine_report: EngineReport) -> settings.EngineCheck:
+    """That check, as the plugin remembers a good one."""
+    report = engine_report
     assert report.ok, report.message
     return settings.EngineCheck(engine_interpreter, interpreter_stamp(engine_interpreter), report.message,
                                 report.devices, "test session")
@@ -99,9 +69,42 @@ def clean_settings(engine_check: settings.EngineCheck):
     _clear_settings()
 
 
+def _make_models(folder: Path) -> None:
+    made = subprocess.run([sys.executable, "-m", "tests.data.tiny_model", str(folder)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+
+
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny_ships.pt")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tests' tiny models, made once per run by the engine's interpreter (tests/data/tiny_model.py)."""
+    return once(tmp_path_factory, "plugin-models", _make_models)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(models: Path) -> Path:
+    """A tiny 1-band Mask R-CNN ("ship", "tank") whose heads always say "ship" with a full-box mask."""
+    return models / "tiny_ships.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_info(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelInfo:
+    """What the engine says of tiny_checkpoint (`rsseg info --json`), asked once per run: `dock.select_model(
+    tiny_info)` chooses it as browsing it (`dock.load_checkpoint`) does once the engine has read it."""
+    return ModelInfo(**once_json(tmp_path_factory, "tiny-info",
+                                 lambda: asdict(checkpoint_info(sys.executable, str(tiny_checkpoint)))))
+
+
+@pytest.fixture(scope="session")
+def rgb_checkpoint(models: Path) -> Path:
+    """The same model taking 3 bands."""
+    return models / "rgb.pt"
+
+
+@pytest.fixture(scope="session")
+def semantic_checkpoint(models: Path) -> Path:
+    """A tiny Semantic FPN ("ship", "tank") whose classifier says "ship" everywhere (probability ~0.88)."""
+    return models / "sem.pt"
 
 
 @pytest.fixture

@@ -51,12 +51,11 @@ def test_band_mapping_appears_when_band_counts_differ(plugin, qgis_new_project, 
     assert dock.band_box.isHidden() and dock.band_mapping() is None
 
 
-def test_one_band_layer_feeds_every_band_of_a_three_band_model(plugin, qgis_new_project, tmp_path: Path) -> None:
-    from tests.plugin.conftest import make_tiny_checkpoint
-
+def test_one_band_layer_feeds_every_band_of_a_three_band_model(plugin, qgis_new_project, rgb_checkpoint,
+                                                               tmp_path: Path) -> None:
     dock = plugin.show_dock(True)
     gray = _add_raster(tmp_path / "gray.tif", "gray")
-    assert dock.load_checkpoint(str(make_tiny_checkpoint(tmp_path / "rgb_model.pt", bands=3)))
+    assert dock.load_checkpoint(str(rgb_checkpoint))
     dock.layer_combo.setLayer(gray)
     assert dock.band_mapping() == [1, 1, 1]
 
@@ -82,7 +81,7 @@ def test_selected_features_give_the_extent(plugin, scene_layer, qgis_iface) -> N
     assert dock.task is None and "no selected features" in dock.log.toPlainText()
 
 
-def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_project, tiny_checkpoint, tmp_path,
+def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_project, tiny_info, tmp_path,
                                                            qtbot) -> None:
     tif = tmp_path / "scene.tif"
     write_scene_geotiff(tif)
@@ -93,7 +92,7 @@ def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_proj
     assert layer.isValid()
     QgsProject.instance().addMapLayer(layer)
     dock = plugin.show_dock(True)
-    assert dock.load_checkpoint(str(tiny_checkpoint))
+    dock.select_model(tiny_info)
     dock.layer_combo.setLayer(layer)
     job = dock.current_job()
     assert job.export is not None and (job.export.width, job.export.height) == (256, 256)
@@ -161,9 +160,10 @@ def test_log_keeps_the_newest_line_in_view(plugin, qgis_new_project) -> None:
     assert bar.maximum() > 0 and bar.value() == bar.maximum()
 
 
-def test_settings_persist_between_sessions(plugin, scene_layer, tiny_checkpoint, qgis_iface, tmp_path) -> None:
+def test_settings_persist_between_sessions(plugin, scene_layer, tiny_checkpoint, tiny_info, qgis_iface,
+                                          tmp_path) -> None:
     dock = plugin.show_dock(True)
-    assert dock.load_checkpoint(str(tiny_checkpoint))
+    dock.select_model(tiny_info)  # a browsed checkpoint
     dock.score_spin.setValue(0.65)
     dock.tile_spin.setValue(256)
     dock.overlap_spin.setValue(48)

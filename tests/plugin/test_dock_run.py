@@ -41,14 +41,17 @@ def _error_lines(dock) -> list[str]:
 
 
 @pytest.fixture
-def dock(plugin, scene_layer, tiny_checkpoint, qtbot):
+def dock(plugin, scene_layer, tiny_info, qtbot):
+    """The dock on the scene layer, tiny_checkpoint chosen (see tiny_info; the first test below browses it)."""
     dock = plugin.show_dock(True)
-    assert dock.load_checkpoint(str(tiny_checkpoint)), dock.log.toPlainText()
+    dock.select_model(tiny_info)
     dock.layer_combo.setLayer(scene_layer)
     return dock
 
 
 def test_browsed_checkpoint_shows_its_spec_and_defaults(dock, tiny_checkpoint) -> None:
+    dock.select_model(next(m for m in dock.models if not m.checkpoint))  # another model first
+    assert dock.load_checkpoint(str(tiny_checkpoint)), dock.log.toPlainText()
     assert dock.current_model().model == str(tiny_checkpoint)
     assert dock.model_combo.currentText().startswith("Ships and tanks in SAR images, 1 band, ~10 m")
     summary = dock.model_summary.text()

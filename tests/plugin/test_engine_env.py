@@ -9,6 +9,7 @@ import pytest
 
 from engine.cli import build_parser
 from rs_qgis_plugin.engine_env import (
+    EngineReport,
     ModelInfoError,
     ModelListError,
     check_engine,
@@ -29,8 +30,9 @@ def test_checkout_engine_and_its_virtualenv_are_the_defaults() -> None:
     assert default_python() == str(ROOT / ".venv" / "bin" / "python")
 
 
-def test_check_engine_reports_torch_cuda_and_gpus() -> None:
-    report = check_engine(sys.executable)
+def test_check_engine_reports_torch_cuda_and_gpus(engine_report: EngineReport) -> None:
+    """check_engine(sys.executable), made once for the session (conftest.py)."""
+    report = engine_report
     assert report.ok, report.message
     assert report.message.startswith("engine OK: torch 2.") and "CUDA" in report.message and "GPUs" in report.message
     assert all(device.startswith("cuda:") for device, _ in report.devices)

@@ -44,15 +44,14 @@ def test_processing_run_writes_the_vector_file(plugin, qgis_processing, scene_la
     assert progress and max(progress) == pytest.approx(100.0)
 
 
-def test_processing_runs_a_semantic_checkpoint(plugin, qgis_processing, scene_layer, tmp_path) -> None:
+def test_processing_runs_a_semantic_checkpoint(plugin, qgis_processing, scene_layer, semantic_checkpoint,
+                                              tmp_path) -> None:
     """Semantic models go through the same algorithm: one polygon per class region, same attributes."""
     import processing
 
-    from tests.plugin.conftest import make_tiny_semantic_checkpoint
-
-    checkpoint = make_tiny_semantic_checkpoint(tmp_path / "sem.pt")
     out = tmp_path / "regions.gpkg"
-    processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(checkpoint), "OUTPUT": str(out)})
+    processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(semantic_checkpoint),
+                                            "OUTPUT": str(out)})
     with fiona.open(out) as layer:
         feats = list(layer)
         assert FIELDS <= set(layer.schema["properties"])
@@ -167,15 +166,12 @@ def test_model_or_default_keeps_each_model_own_defaults() -> None:
 
 
 def test_one_band_raster_feeds_an_rgb_model_with_repeated_bands(qgis_processing, plugin, scene_layer,
-                                                                 tmp_path) -> None:
+                                                                 rgb_checkpoint, tmp_path) -> None:
     import processing
 
-    from tests.plugin.conftest import make_tiny_checkpoint
-
-    rgb_model = make_tiny_checkpoint(tmp_path / "rgb.pt", bands=3)
     out = tmp_path / "ships.gpkg"
     feedback = RecordingFeedback()
-    processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(rgb_model), "BANDS": "1,1,1",
+    processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(rgb_checkpoint), "BANDS": "1,1,1",
                                             "OUTPUT": str(out)}, feedback=feedback)
     with fiona.open(out) as layer:
         assert len(layer) > 0
@@ -184,15 +180,12 @@ def test_one_band_raster_feeds_an_rgb_model_with_repeated_bands(qgis_processing,
 
 
 def test_errors_name_parameters_and_are_reported_once(qgis_processing, plugin, scene_layer, tiny_checkpoint,
-                                                      tmp_path) -> None:
+                                                      rgb_checkpoint, tmp_path) -> None:
     import processing
 
-    from tests.plugin.conftest import make_tiny_checkpoint
-
-    rgb_model = make_tiny_checkpoint(tmp_path / "rgb.pt", bands=3)
     feedback = RecordingFeedback()
     with pytest.raises(QgsProcessingException, match=r"Bands: layer 'scene' has 1 band .* e\.g\. 1,1,1"):
-        processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(rgb_model),
+        processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(rgb_checkpoint),
                                                 "OUTPUT": str(tmp_path / "a.gpkg")}, feedback=feedback)
     feedback = RecordingFeedback()  # an error only the engine finds: the overlap is not below the tile size
     with pytest.raises(QgsProcessingException, match='"Tile overlap" = 200: must be smaller') as raised:
