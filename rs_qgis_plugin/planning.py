@@ -160,7 +160,7 @@ def plan_job(request: RunRequest, view: CanvasView | None) -> SegmentJob:
                          bands=request.bands, score_threshold=state.score_threshold, tile_size=state.tile_size,
                          overlap=state.overlap, device=state.device or "auto", temporary=temporary,
                          labels=state.labels)
-    except JobError:
+    except BaseException:  # a refused (or failed) job leaves no empty temporary folder behind
         if temporary:
             shutil.rmtree(Path(output).parent, ignore_errors=True)
         raise

@@ -2,6 +2,7 @@
 state saved and restored in one place; the engine interpreter setting."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from qgis.core import (
     QgsFeature,
     QgsGeometry,
     QgsProject,
+    QgsRasterLayer,
     QgsRectangle,
     QgsSettings,
     QgsVectorLayer,
@@ -105,6 +107,16 @@ def test_plan_job_from_a_request(scene_layer, tmp_path: Path) -> None:
         plan_job(RunRequest(state, MODEL, None), None)
     with pytest.raises(JobError, match="model: choose a model"):
         plan_job(RunRequest(state, None, scene_layer), None)
+
+
+def test_a_refused_temporary_job_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where output_target's mkdtemp creates rsseg_*
+    missing = QgsRasterLayer(str(tmp_path / "gone.tif"), "gone")
+    state = DockState(model="tiny", output_mode="temporary", device="cpu")
+    with pytest.raises(JobError, match="layer 'gone' is not valid"):
+        plan_job(RunRequest(state, MODEL, missing), None)
+    assert list(tmp_path.iterdir()) == []
+    assert Path(output_target("temporary", "")[0]).parent.parent == tmp_path  # the folder would be made there
 
 
 def test_dock_state_round_trip_and_old_settings() -> None:
