@@ -68,6 +68,9 @@ SSDD_NORM = Normalisation(mean=(0.5,), std=(0.5,))
 NWPU_NORM = Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sar="none")
 
 
+RECIPES_DEFAULT = dict(RECIPES)
+
+
 def subset_coco(src: Path, out: Path, n: int) -> Path:
     """`n` images that hold annotations, chosen to show every class -> a COCO file at `out`.
 
@@ -179,6 +182,9 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
               "box_AP": metrics["bbox"]["AP"], "curve": curve}
     if "semantic" in metrics:
         result["mIoU"] = metrics["semantic"]["mIoU"]
+        result["per_class_IoU"] = {name: v["IoU"] for name, v in metrics["semantic"]["per_class"].items()}
+    if recipe.overrides != RECIPES_DEFAULT[arch].overrides:
+        result["config_overrides"] = recipe.overrides
     return result
 
 
@@ -213,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=100, help="measure every N iterations; stop at the bar")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="train on the images resized by this factor; measured on the full-size truth")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=JSON",
+                        help="override one config key of the recipe (repeatable), e.g. edge_loss=false")
+    parser.add_argument("--tag", help="result file stem (default: the architecture's name)")
     parser.add_argument("--table", type=Path, help="print the markdown table of a results folder and exit")
     args = parser.parse_args(argv)
     if args.table:
@@ -221,12 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.arch:
         parser.error("--arch is required (or --table)")
     recipe = RECIPES[args.arch]
+    overrides = dict(recipe.overrides)
+    for item in args.config:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--config {item}: give KEY=JSON, e.g. edge_loss=false")
+        overrides[key] = json.loads(value)
     RECIPES[args.arch] = replace(recipe, optimizer=args.optimizer or recipe.optimizer,
-                                 warmup=args.warmup or recipe.warmup)
+                                 warmup=args.warmup or recipe.warmup, overrides=overrides)
     result = overfit(args.arch, args.iters, args.data, args.out / "data", args.images, args.lr, threads=args.threads,
                      eval_every=args.eval_every, scale=args.scale)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.arch}.json").write_text(json.dumps(result, indent=1))
+    (args.out / f"{args.tag or args.arch}.json").write_text(json.dumps(result, indent=1))
     value = f"mIoU {result['mIoU']:.1f}" if "mIoU" in result else f"mask AP {result['mask_AP']:.1f}"
     print(f"{args.arch}: {value} after {result['iterations']} iterations in {result['seconds']:.0f} s (training only)")
     return 0

@@ -96,3 +96,24 @@ def test_step_time_table_gives_each_facenet_part_its_share_of_the_full_step() ->
     lines = table(rows).splitlines()
     assert lines[3] == "| facenet_no_dcn | 7.50 | 7.00 | 25 % (dcn) |"
     assert lines[4] == "| solov2 | 4.00 | 3.90 |  |"
+
+
+def test_overfit_config_overrides_reach_the_recipe_and_the_tagged_result(tmp_path: Path, monkeypatch) -> None:
+    import research.overfit as overfit_module
+
+    seen = {}
+
+    def fake_overfit(arch, iters, data, work, n_images, lr, threads, eval_every, scale):
+        recipe = overfit_module.RECIPES[arch]
+        seen["config"] = recipe.config(arch)
+        return {"arch": arch, "mIoU": 1.0, "iterations": iters, "seconds": 0.0, "overrides": recipe.overrides}
+
+    monkeypatch.setattr(overfit_module, "overfit", fake_overfit)
+    monkeypatch.setattr(overfit_module, "RECIPES", dict(overfit_module.RECIPES))
+    assert overfit_module.main(["--arch", "hi_resnet", "--iters", "5", "--out", str(tmp_path), "--tag", "hi_no_edge",
+                                "--config", "edge_loss=false", "--config", "label_smoothing=0.0"]) == 0
+    assert seen["config"]["edge_loss"] is False and seen["config"]["label_smoothing"] == 0.0
+    written = json.loads((tmp_path / "hi_no_edge.json").read_text())
+    assert written["overrides"] == {"edge_loss": False, "label_smoothing": 0.0}
+    with pytest.raises(SystemExit):
+        overfit_module.main(["--arch", "hi_resnet", "--out", str(tmp_path), "--config", "edge_loss"])
