@@ -202,3 +202,22 @@ def test_losses_give_gradients_to_the_logits():
         x = logits.clone().requires_grad_(True)
         loss(x, target).backward()
         assert x.grad is not None and float(x.grad.abs().sum()) > 0, loss.__name__
+
+
+def test_group_norm_option_replaces_every_batch_norm_and_makes_outputs_batch_independent():
+    default = _model()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in default.modules())
+    grouped = _model(norm="gn")
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in grouped.modules())
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in default.modules())
+    assert sum(isinstance(m, torch.nn.GroupNorm) for m in grouped.modules()) == norms
+    train_step(grouped, _images(), _targets(), ALL_LOSSES)
+    grouped.train()  # training-mode statistics are per image: an image's logits do not depend on its batch partner
+    image = _images()[0]
+    with torch.no_grad():
+        alone = grouped.logits(image[None])
+        paired = grouped.logits(torch.stack([image, torch.randn_like(image) * 5]))
+    torch.testing.assert_close(alone[0], paired[0], atol=1e-4, rtol=1e-4)
+    assert parse_config(HiResNetConfig, {"norm": "gn"}, "hi_resnet").norm == "gn"
+    with pytest.raises(ValueError, match="norm"):
+        parse_config(HiResNetConfig, {"norm": "ln"}, "hi_resnet")

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from engine.models.config import parse_config
 from engine.models.layers.conv import conv_norm_relu
+from engine.models.layers.norm import Norm, paired_group_norm
 from engine.models.losses.hi_resnet import cea_loss, generalised_dice_loss, label_smoothing_ce
 from engine.models.semantic.common import SemanticModel, pad_batch
 from engine.models.semantic.hi_resnet_blocks import BasicBlock, Funnel, IABlock, MultiResolutionModule, down_fuse
@@ -67,6 +68,7 @@ class HiResNetConfig:
     label_smoothing: float = 0.1
     cea_iterations: int = 10  # max-pool dilations: distances to edges capped at this many pixels
     cea_alpha: float = 2.0
+    norm: Norm = "bn"  # "gn": every BatchNorm becomes a GroupNorm (paired_group_norm), batch-size independent
 
     def __post_init__(self) -> None:
         for key, value in SIZE_PRESETS[self.preset].items():
@@ -226,4 +228,16 @@ def build_hi_resnet(spec: ModelSpec) -> HiResNet:
         ocr_parts = (conv_bn_relu(concat, cfg.ocr_channels, 3), ObjectContext(cfg.ocr_channels, cfg.ocr_key_channels),
                      nn.Conv2d(cfg.ocr_channels, outputs, 1))
     losses = HiResNetLosses(cfg.loss_weights, cfg.label_smoothing, cfg.edge_loss, cfg.cea_iterations, cfg.cea_alpha)
-    return HiResNet(funnel, to_eighth, layer1, to_sixteenth, layer2, coarse_head, *ocr_parts, losses=losses)
+    model = HiResNet(funnel, to_eighth, layer1, to_sixteenth, layer2, coarse_head, *ocr_parts, losses=losses)
+    return batchnorm_to_groupnorm(model) if cfg.norm == "gn" else model
+
+
+def batchnorm_to_groupnorm(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm2d replaced, in place, by `paired_group_norm` of its channels (a model trained
+    from scratch at batch 2 on differently padded images: statistics per image, the same in training and eval)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, paired_group_norm(child.num_features))
+        else:
+            batchnorm_to_groupnorm(child)
+    return module
