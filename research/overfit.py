@@ -68,9 +68,6 @@ SSDD_NORM = Normalisation(mean=(0.5,), std=(0.5,))
 NWPU_NORM = Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sar="none")
 
 
-RECIPES_DEFAULT = dict(RECIPES)
-
-
 def subset_coco(src: Path, out: Path, n: int) -> Path:
     """`n` images that hold annotations, chosen to show every class -> a COCO file at `out`.
 
@@ -183,8 +180,7 @@ def overfit(arch: str, iters: int, data: Path, work: Path, n_images: int = 8, lr
     if "semantic" in metrics:
         result["mIoU"] = metrics["semantic"]["mIoU"]
         result["per_class_IoU"] = {name: v["IoU"] for name, v in metrics["semantic"]["per_class"].items()}
-    if recipe.overrides != RECIPES_DEFAULT[arch].overrides:
-        result["config_overrides"] = recipe.overrides
+    result["config_overrides"] = recipe.overrides  # the recipe's own (C2FNet's) and any --config ones
     return result
 
 
