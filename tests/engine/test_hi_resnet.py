@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from engine.models import build_model
 from engine.models.config import parse_config, to_dict
 from engine.models.losses.hi_resnet import cea_loss, generalised_dice_loss, label_smoothing_ce
-from engine.models.semantic.hi_resnet import SIZE_PRESETS, HiResNetConfig
+from engine.models.semantic.hi_resnet import PRESETS, SIZE_PRESETS, HiResNetConfig
 from engine.models.semantic.hi_resnet_blocks import BasicBlock, IABlock, WindowSelfAttention
 from engine.spec import IGNORE_INDEX, ModelSpec, classes_from_names
 from tests.engine.model_checks import train_step
@@ -221,3 +221,7 @@ def test_group_norm_option_replaces_every_batch_norm_and_makes_outputs_batch_ind
     assert parse_config(HiResNetConfig, {"norm": "gn"}, "hi_resnet").norm == "gn"
     with pytest.raises(ValueError, match="norm"):
         parse_config(HiResNetConfig, {"norm": "ln"}, "hi_resnet")
+    # the `cpu` preset (trained from scratch at batch 2) uses GroupNorm; the paper's preset and old specs keep BN
+    assert parse_config(HiResNetConfig, PRESETS["cpu"], "hi_resnet").norm == "gn"
+    assert parse_config(HiResNetConfig, PRESETS["paper"], "hi_resnet").norm == "bn"
+    assert parse_config(HiResNetConfig, {"preset": "light"}, "hi_resnet").norm == "bn"

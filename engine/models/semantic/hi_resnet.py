@@ -48,7 +48,8 @@ class HiResNetConfig:
 
     Presets (engine.models.MODELS["hi_resnet"].presets):
     - "paper": the paper's sizes (Table II);
-    - "cpu": the light sizes, as the `hi_resnet` row of scripts/train_nwpu_semantic.sh trains it.
+    - "cpu": the light sizes with GroupNorm (from scratch at batch 2, BatchNorm's batch statistics stall the
+      overfit proof: docs/overfit.md), as the `hi_resnet` row of research/train_nwpu_semantic.sh trains it.
     """
 
     preset: Literal["light", "paper"] = "light"  # sets channels, blocks, modules, ocr_channels, ocr_key_channels
@@ -76,7 +77,7 @@ class HiResNetConfig:
                 object.__setattr__(self, key, value)
 
 
-PRESETS: dict[str, dict[str, Any]] = {"paper": {"preset": "paper"}, "cpu": {"preset": "light"}}
+PRESETS: dict[str, dict[str, Any]] = {"paper": {"preset": "paper"}, "cpu": {"preset": "light", "norm": "gn"}}
 
 
 @dataclass(frozen=True)
