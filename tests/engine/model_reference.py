@@ -6,7 +6,8 @@ of state_dict layout or outputs, since existing checkpoints load by those key na
 
 - "layouts": per tiny case (tests.engine.model_checks.LAYOUT_CASES) the number of state_dict entries, the
   entries per top-level module and a sha256 over the sorted "key shape dtype" lines;
-- "shipped": per shipped checkpoint, its eval output on `reference_image` (the first detections).
+- "shipped": per shipped checkpoint, its eval output on `reference_image` (instance models: the first
+  detections; semantic models: per class, the summed probability and the pixels it wins).
 """
 from __future__ import annotations
 
@@ -54,9 +55,15 @@ def shipped_model(path: Path) -> tuple[nn.Module, int]:
 
 
 def shipped_outputs(model: nn.Module, bands: int) -> dict:
-    """The first detections on reference_image: boxes, scores, labels and mask sums (pixels of probability)."""
+    """The model's output on reference_image: instance models, the first detections (boxes, scores, labels and
+    mask sums in pixels of probability); semantic models ({"probs": [C,H,W]}), per class the summed
+    probability (pixels) and the number of pixels whose top class it is."""
     with torch.no_grad():
         out = model([reference_image(bands)])[0]
+    if "probs" in out:
+        probs = out["probs"].float()
+        return {"prob_sums": probs.sum(dim=(1, 2)).tolist(),
+                "argmax_pixels": torch.bincount(probs.argmax(0).flatten(), minlength=len(probs)).tolist()}
     n = SHIPPED_DETECTIONS
     return {"count": len(out["scores"]), "boxes": out["boxes"][:n].tolist(), "scores": out["scores"][:n].tolist(),
             "labels": out["labels"][:n].tolist(), "mask_sums": out["masks"][:n].sum(dim=(1, 2, 3)).tolist()}

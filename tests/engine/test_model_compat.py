@@ -32,6 +32,11 @@ def test_every_architecture_has_a_pinned_layout() -> None:
 def test_shipped_checkpoint_loads_strictly_and_gives_the_pinned_outputs(name: str) -> None:
     model, bands = shipped_model(shipped_models()[name])  # load_state_dict(strict=True) inside
     got, expected = shipped_outputs(model, bands), EXPECTED["shipped"][name]
+    if "prob_sums" in expected:  # a semantic model: class maps
+        torch.testing.assert_close(torch.tensor(got["prob_sums"]), torch.tensor(expected["prob_sums"]), atol=0.5,
+                                   rtol=1e-3)
+        assert sum(abs(a - b) for a, b in zip(got["argmax_pixels"], expected["argmax_pixels"])) <= 4
+        return
     assert got["count"] == expected["count"] and got["labels"] == expected["labels"]
     torch.testing.assert_close(torch.tensor(got["scores"]), torch.tensor(expected["scores"]), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(torch.tensor(got["boxes"]), torch.tensor(expected["boxes"]), atol=1e-2, rtol=1e-4)
