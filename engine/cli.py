@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import traceback
@@ -320,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _signals_cancel():
             args = build_parser().parse_args(argv)
+            args.command_line = shlex.join(["rsseg", *argv])  # recorded in what it makes (train: provenance)
             return COMMANDS[args.command](args)
     except UserError as exc:
         return _fail(2, str(exc), jsonl)

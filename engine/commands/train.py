@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         # under torchrun: one rank of a DDP job (only the main one logs and reports)
         trainer = Trainer(spec, cfg, log=lambda m: print(m, file=sys.stderr), progress=reporter,
-                          bar=args.progress == "bar")
+                          bar=args.progress == "bar", command_line=getattr(args, "command_line", None))
         reporter.start_fields = {"device": str(trainer.device), "message": (
             f"Training {spec.name} ({spec.architecture}, classes {', '.join(c.name for c in spec.classes)}) on "
             f"{len(trainer.train_set)} images, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}")}

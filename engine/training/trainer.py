@@ -97,13 +97,15 @@ class Trainer:
     """`Trainer(spec, cfg).fit()` -> path of the best checkpoint."""
 
     def __init__(self, spec: ModelSpec, cfg: TrainConfig, log: Callable[[str], None] = print,
-                 progress: Progress | None = None, bar: bool = True) -> None:
-        """`progress` hears iterations done of the run's total (and may cancel); `bar`: a tqdm bar on stderr."""
+                 progress: Progress | None = None, bar: bool = True, command_line: str | None = None) -> None:
+        """`progress` hears iterations done of the run's total (and may cancel); `bar`: a tqdm bar on stderr;
+        `command_line`: the command that started the run, kept in every checkpoint's provenance."""
         self.dist = DistributedContext.from_environment(cfg.device)  # one process unless under torchrun
         self.spec, self.cfg = spec, cfg
         self.log = log if self.dist.is_main else (lambda message: None)
         self.progress: Progress = progress or NoProgress()
         self.bar = bar
+        self.command_line = command_line
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
@@ -213,6 +215,7 @@ class Trainer:
             "train_config": json.dumps(asdict(self.cfg)), "epochs_done": self.epoch, "iterations": self.iteration,
             "train_images": len(self.train_set), "torch": str(torch.__version__), "device": str(self.device),
             "host": platform.node(), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"train_command": self.command_line} if self.command_line else {}),
         }
 
     def _save(self, name: str, metrics: dict[str, Any], with_state: bool) -> Path:

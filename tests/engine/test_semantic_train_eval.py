@@ -74,6 +74,9 @@ def test_cli_train_and_evaluate_a_semantic_model(coco_gray, tmp_path, capsys: py
     ckpt = load_checkpoint(run / "best.pt")
     assert ckpt.spec.task == "semantic" and ckpt.spec.architecture == "semantic_fpn"
     assert ckpt.provenance["iterations"] == 2 and "mIoU" in ckpt.metrics["val"]["semantic"]
+    # the checkpoint says how it was made: the command line as typed
+    assert ckpt.provenance["train_command"].startswith("rsseg train --arch semantic_fpn --coco ")
+    assert f"--out {run}" in ckpt.provenance["train_command"]
 
     metrics_path = tmp_path / "eval" / "metrics.json"
     capsys.readouterr()
