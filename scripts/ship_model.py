@@ -20,7 +20,8 @@ from engine.zoo import SHIPPED_DIR, write_sidecar
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="training run folder (best.pt; a cmd.sh there replaces the training command the checkpoint records)")
+    p.add_argument("--run", required=True, help="training run folder (best.pt; a cmd.sh there replaces the "
+                                                    "training command the checkpoint records)")
     p.add_argument("--name", required=True, help="shipped model name")
     p.add_argument("--val-coco", required=True)
     p.add_argument("--images", required=True)
