@@ -18,6 +18,9 @@
 # Each run resumes from RUNS/DATASET_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# This checkout's engine comes first: a worktree that shares another checkout's .venv (an editable install of
+# that checkout) would otherwise train with the other checkout's code, not the commit it was made from.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 DATA=${DATA:-../shared/data}
 RUNS=${RUNS:-runs}
 EPOCHS=${EPOCHS:-1}

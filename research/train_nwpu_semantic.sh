@@ -4,17 +4,22 @@
 # Usage: bash research/train_nwpu_semantic.sh MODEL
 #   MODEL: semantic_fpn | farseg | hi_resnet | c2fnet | semantic_fpn_scratch (ResNet-18 from scratch, as
 #   Hi-ResNet has no pretrained weights here) | farseg_ce (ablation: plain cross-entropy instead of F-A)
-# Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 4), THREADS (default 1).
+# Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 4), THREADS (default 1),
+#      RSSEG (the CLI, default .venv/bin/rsseg).
 # Each run resumes from RUNS/nwpu_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# This checkout's engine comes first: a worktree that shares another checkout's .venv (an editable install of
+# that checkout) would otherwise train with the other checkout's code, not the commit it was made from.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 DATA=${DATA:-../shared/data}
 RUNS=${RUNS:-runs}
 EPOCHS=${EPOCHS:-4}
 THREADS=${THREADS:-1}
+RSSEG=${RSSEG:-.venv/bin/rsseg}
 MODEL=${1:?usage: $0 semantic_fpn|farseg|hi_resnet|c2fnet|semantic_fpn_scratch|farseg_ce}
 SPLIT=$RUNS/splits/nwpu
-[ -f "$SPLIT/val.json" ] || .venv/bin/rsseg split --coco "$DATA/nwpu_vhr10/train.json" --out "$SPLIT" --val-fraction 0.2 --seed 0
+[ -f "$SPLIT/val.json" ] || $RSSEG split --coco "$DATA/nwpu_vhr10/train.json" --out "$SPLIT" --val-fraction 0.2 --seed 0
 
 # The one schedule: AdamW 1e-3, cosine, 100 warm-up iterations, batch 2, 384 px crops, scale jitter 0.8-1.25,
 # flips/rot90, seed 0; validation mIoU on the held-out 20% every 2 epochs and at the end.
@@ -25,17 +30,17 @@ common=(--coco "$SPLIT/train.json" --images "$DATA/nwpu_vhr10/images" --val-coco
         --description "NWPU VHR-10 11-class semantic map (validation split: 20% of train.json, seed 0)")
 LITE0=(--backbone efficientnet_lite0 --pretrained)
 case "$MODEL" in
-  semantic_fpn) .venv/bin/rsseg train "${common[@]}" --arch semantic_fpn "${LITE0[@]}" --out "$RUNS/nwpu_semantic_fpn" ;;
-  farseg) .venv/bin/rsseg train "${common[@]}" --arch farseg "${LITE0[@]}" --out "$RUNS/nwpu_farseg" \
+  semantic_fpn) $RSSEG train "${common[@]}" --arch semantic_fpn "${LITE0[@]}" --out "$RUNS/nwpu_semantic_fpn" ;;
+  farseg) $RSSEG train "${common[@]}" --arch farseg "${LITE0[@]}" --out "$RUNS/nwpu_farseg" \
             --config "{\"annealing_steps\": $((EPOCHS * 182 / 6))}" ;;  # the paper: T = 1/6 of the schedule
-  farseg_ce) .venv/bin/rsseg train "${common[@]}" --arch farseg "${LITE0[@]}" --out "$RUNS/nwpu_farseg_ce" \
+  farseg_ce) $RSSEG train "${common[@]}" --arch farseg "${LITE0[@]}" --out "$RUNS/nwpu_farseg_ce" \
                --config '{"loss": "ce"}' ;;
-  semantic_fpn_scratch) .venv/bin/rsseg train "${common[@]}" --arch semantic_fpn --backbone resnet18 \
+  semantic_fpn_scratch) $RSSEG train "${common[@]}" --arch semantic_fpn --backbone resnet18 \
                           --out "$RUNS/nwpu_semantic_fpn_scratch" ;;
-  hi_resnet) .venv/bin/rsseg train "${common[@]}" --arch hi_resnet --out "$RUNS/nwpu_hi_resnet" ;;
+  hi_resnet) $RSSEG train "${common[@]}" --arch hi_resnet --out "$RUNS/nwpu_hi_resnet" ;;
   c2fnet)  # fine model only (the paper's schedule): the trained Semantic FPN is the fixed coarse model
     sub='{"architecture": "semantic_fpn", "config": {"backbone": "efficientnet_lite0", "pretrained": true}}'
-    .venv/bin/rsseg train "${common[@]}" --arch c2fnet --out "$RUNS/nwpu_c2fnet" \
+    $RSSEG train "${common[@]}" --arch c2fnet --out "$RUNS/nwpu_c2fnet" \
       --init "$RUNS/nwpu_semantic_fpn/last.pt" \
       --config "{\"coarse\": $sub, \"fine\": $sub, \"small_classes\": [\"vehicle\", \"ship\", \"storage_tank\"],
                  \"window\": 128, \"stride\": 32, \"top_k\": 32, \"train_top_k\": 4, \"zoom\": 1.0,

@@ -1,0 +1,38 @@
+"""The research training scripts run this checkout's engine, also from a `git worktree` sharing a .venv."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_script(tmp_path: Path, script: str, *args: str, split: str) -> tuple[list[str], str]:
+    """Run research/SCRIPT with a recording CLI in place of rsseg -> (PYTHONPATH entries, recorded argv)."""
+    record = tmp_path / "record.txt"
+    fake_cli = tmp_path / "rsseg"
+    fake_cli.write_text(f'#!/bin/sh\nprintf "%s\\n" "$PYTHONPATH" "$*" > "{record}"\n')
+    fake_cli.chmod(0o755)
+    (tmp_path / "runs" / "splits" / split).mkdir(parents=True)
+    (tmp_path / "runs" / "splits" / split / "val.json").write_text("{}")  # no split step
+    env = {**os.environ, "RSSEG": str(fake_cli), "RUNS": str(tmp_path / "runs"), "DATA": str(tmp_path),
+           "PYTHONPATH": "/elsewhere"}
+    subprocess.run(["bash", str(ROOT / "research" / script), *args], check=True, env=env, cwd=tmp_path,
+                   timeout=60)
+    python_path, argv = record.read_text().split("\n", 1)
+    return python_path.split(os.pathsep), argv
+
+
+@pytest.mark.parametrize(("script", "args", "split", "arch"), [
+    ("train_nwpu_semantic.sh", ("farseg",), "nwpu", "--arch farseg"),
+    ("train_instance.sh", ("ssdd", "solov2"), "ssdd", "--arch solov2"),
+])
+def test_training_script_puts_its_own_checkout_first_on_the_path(
+        tmp_path: Path, script: str, args: tuple[str, ...], split: str, arch: str) -> None:
+    python_path, argv = _run_script(tmp_path, script, *args, split=split)
+    assert Path(python_path[0]).resolve() == ROOT  # this checkout's engine wins over an editable install
+    assert python_path[1:] == ["/elsewhere"]  # the caller's path is kept, after it
+    assert argv.startswith("train ") and arch in argv
