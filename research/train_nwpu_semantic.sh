@@ -37,7 +37,7 @@ case "$MODEL" in
                --config '{"loss": "ce"}' ;;
   semantic_fpn_scratch) $RSSEG train "${common[@]}" --arch semantic_fpn --backbone resnet18 \
                           --out "$RUNS/nwpu_semantic_fpn_scratch" ;;
-  hi_resnet) $RSSEG train "${common[@]}" --arch hi_resnet --out "$RUNS/nwpu_hi_resnet" ;;
+  hi_resnet) $RSSEG train "${common[@]}" --arch hi_resnet --preset cpu --out "$RUNS/nwpu_hi_resnet" ;;
   c2fnet)  # fine model only (the paper's schedule): the trained Semantic FPN is the fixed coarse model
     sub='{"architecture": "semantic_fpn", "config": {"backbone": "efficientnet_lite0", "pretrained": true}}'
     $RSSEG train "${common[@]}" --arch c2fnet --out "$RUNS/nwpu_c2fnet" \

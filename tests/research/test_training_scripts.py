@@ -29,6 +29,8 @@ def _run_script(tmp_path: Path, script: str, *args: str, split: str) -> tuple[li
 @pytest.mark.parametrize(("script", "args", "split", "arch"), [
     ("train_nwpu_semantic.sh", ("farseg",), "nwpu", "--arch farseg"),
     ("train_instance.sh", ("ssdd", "solov2"), "ssdd", "--arch solov2"),
+    # Hi-ResNet trains with its `cpu` preset (GroupNorm): BatchNorm stalls from scratch at batch 2
+    ("train_nwpu_semantic.sh", ("hi_resnet",), "nwpu", "--arch hi_resnet --preset cpu"),
 ])
 def test_training_script_puts_its_own_checkout_first_on_the_path(
         tmp_path: Path, script: str, args: tuple[str, ...], split: str, arch: str) -> None:
