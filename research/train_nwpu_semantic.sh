@@ -31,10 +31,9 @@ common=(--coco "$SPLIT/train.json" --images "$DATA/nwpu_vhr10/images" --val-coco
 LITE0=(--backbone efficientnet_lite0 --pretrained)
 case "$MODEL" in
   semantic_fpn) $RSSEG train "${common[@]}" --arch semantic_fpn "${LITE0[@]}" --out "$RUNS/nwpu_semantic_fpn" ;;
-  farseg) $RSSEG train "${common[@]}" --arch farseg "${LITE0[@]}" --out "$RUNS/nwpu_farseg" \
+  farseg) $RSSEG train "${common[@]}" --arch farseg --preset cpu "${LITE0[@]}" --out "$RUNS/nwpu_farseg" \
             --config "{\"annealing_steps\": $((EPOCHS * 182 / 6))}" ;;  # the paper: T = 1/6 of the schedule
-  farseg_ce) $RSSEG train "${common[@]}" --arch farseg "${LITE0[@]}" --out "$RUNS/nwpu_farseg_ce" \
-               --config '{"loss": "ce"}' ;;
+  farseg_ce) $RSSEG train "${common[@]}" --arch farseg --preset cpu-ce "${LITE0[@]}" --out "$RUNS/nwpu_farseg_ce" ;;
   semantic_fpn_scratch) $RSSEG train "${common[@]}" --arch semantic_fpn --backbone resnet18 \
                           --out "$RUNS/nwpu_semantic_fpn_scratch" ;;
   hi_resnet) $RSSEG train "${common[@]}" --arch hi_resnet --preset cpu --out "$RUNS/nwpu_hi_resnet" ;;

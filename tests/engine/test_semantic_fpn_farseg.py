@@ -206,3 +206,19 @@ def test_farseg_switches_change_parameter_count():
     assert shared - plain == _scene_encoder_params(c5, ch) + 4 * encoders_per_level
     model = build_model(_spec("farseg", fs_relation=False))
     assert isinstance(model, FarSeg) and model.relation is None
+
+
+def test_scaled_relation_divides_the_dot_product_by_sqrt_channels():
+    torch.manual_seed(0)
+    plain = build_model(_spec("farseg")).eval()
+    scaled = build_model(_spec("farseg", scaled_relation=True)).eval()
+    scaled.load_state_dict(plain.state_dict())  # the switch adds no weights
+    batch = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        pyramid, c5 = plain.backbone(batch)
+        features = list(pyramid.values())
+        raw, divided = plain.relation.relations(features, c5), scaled.relation.relations(features, c5)
+    for r_raw, r_div in zip(raw, divided, strict=True):
+        logit_raw, logit_div = torch.logit(r_raw.double()), torch.logit(r_div.double())
+        assert torch.allclose(logit_div * math.sqrt(TINY["fpn_channels"]), logit_raw, rtol=1e-3, atol=1e-4)
+        assert logit_raw.abs().max() > 0.1  # a real relation, not a constant 0.5

@@ -3,7 +3,8 @@
 ResNet + FPN (P2..P5, `fpn_channels` ch) and a scene vector u = GAP(C5) [B,C5,1,1].
 F-S relation per level i: u_i = scene_encoder_i(u) (1x1 C5->ch, ReLU, 1x1; one per level when
 "scale_aware", one shared otherwise), v_i = content_encoder_i(P_i) (1x1+norm+ReLU),
-r_i = sigmoid(sum_c u_i * v_i) [B,1,H_i,W_i], output r_i * reencoder_i(P_i) (1x1+norm+ReLU).
+r_i = sigmoid(sum_c u_i * v_i) [B,1,H_i,W_i] (with "scaled_relation": sum / sqrt(ch), as in scaled
+dot-product attention), output r_i * reencoder_i(P_i) (1x1+norm+ReLU).
 Light-weight decoder (common.Stride4Decoder, mean over levels) -> 1x1 classifier -> bilinear x4.
 Loss: "fa" (engine.models.losses.fa_loss, annealed over the model's own step counter) | "ce" | "focal".
 Contract: engine.tasks.semantic.
@@ -36,13 +37,17 @@ class FarSegConfig(SemanticFPNConfig):
 
     Presets (engine.models.MODELS["farseg"].presets):
     - "paper": ResNet-50 from scratch, FPN 256, decoder 128, F-A loss annealed (cosine) over 10000 steps;
-    - "cpu": the `farseg` row of scripts/train_nwpu_semantic.sh: EfficientNet-Lite0 ImageNet trunk, F-A loss
-      annealed over 121 steps (1/6 of its 4-epoch schedule: override `annealing_steps` for another length);
+    - "cpu": the `farseg` row of research/train_nwpu_semantic.sh: EfficientNet-Lite0 ImageNet trunk, the scaled
+      relation, F-A loss annealed over 121 steps (1/6 of its 4-epoch schedule: override `annealing_steps`);
     - "cpu-ce": the same trunk with plain cross-entropy (`farseg_ce` ablation row).
     """
 
     fs_relation: bool = True  # False: the decoder reads plain FPN features (ablation)
     scale_aware: bool = True  # one scene encoder per level; False: one shared scene encoder
+    # The paper's raw dot product over `fpn_channels` channels starts with a third to a half of the stride-4
+    # pixels at r < 0.05 (their features switched off) and ends saturated at r = 1 everywhere, a dead relation
+    # (docs/experiments-semantic.md); divided by sqrt(channels) it starts near 0.5 and keeps a gradient.
+    scaled_relation: bool = False
     loss: FarSegLoss = "fa"
     annealing: Annealing = "cosine"
     annealing_steps: int = 10000  # training steps T over which the F-A loss moves from CE to normalised focal
@@ -52,16 +57,18 @@ class FarSegConfig(SemanticFPNConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"backbone": "resnet50", "pretrained": False, "fpn_channels": 256, "decoder_channels": 128,
               "loss": "fa", "annealing": "cosine", "annealing_steps": 10000},
-    "cpu": {"backbone": "efficientnet_lite0", "pretrained": True, "loss": "fa", "annealing_steps": 4 * 182 // 6},
-    "cpu-ce": {"backbone": "efficientnet_lite0", "pretrained": True, "loss": "ce"},
+    "cpu": {"backbone": "efficientnet_lite0", "pretrained": True, "scaled_relation": True, "loss": "fa",
+            "annealing_steps": 4 * 182 // 6},
+    "cpu-ce": {"backbone": "efficientnet_lite0", "pretrained": True, "scaled_relation": True, "loss": "ce"},
 }
 
 
 class ForegroundSceneRelation(nn.Module):
     """F-S relation: pyramid [B,ch,H_i,W_i] x4 + C5 [B,C5ch,h,w] -> re-weighted pyramid, same shapes."""
 
-    def __init__(self, c5_channels: int, channels: int, scale_aware: bool, norm: str) -> None:
+    def __init__(self, c5_channels: int, channels: int, scale_aware: bool, norm: str, scaled: bool = False) -> None:
         super().__init__()
+        self.dot_scale = channels ** -0.5 if scaled else 1.0
 
         def scene_encoder() -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(c5_channels, channels, 1), nn.ReLU(inplace=True),
@@ -78,7 +85,7 @@ class ForegroundSceneRelation(nn.Module):
         maps = []
         for i, (feature, content_encoder) in enumerate(zip(pyramid, self.content_encoders, strict=True)):
             u = self.scene_encoders[i if self.scale_aware else 0](scene)
-            maps.append(torch.sigmoid((u * content_encoder(feature)).sum(dim=1, keepdim=True)))
+            maps.append(torch.sigmoid((u * content_encoder(feature)).sum(dim=1, keepdim=True) * self.dot_scale))
         return maps
 
     def forward(self, pyramid: list[Tensor], c5: Tensor) -> list[Tensor]:
@@ -130,8 +137,8 @@ def build_farseg(spec: ModelSpec) -> FarSeg:
     """FarSeg for `spec.bands` bands and `spec.num_classes` foreground classes (+ background)."""
     cfg = parse_config(FarSegConfig, spec.config, spec.architecture)
     backbone = trunk_fpn(cfg, spec.bands)
-    relation = (ForegroundSceneRelation(backbone.c5_channels, cfg.fpn_channels, cfg.scale_aware, cfg.norm)
-                if cfg.fs_relation else None)
+    relation = (ForegroundSceneRelation(backbone.c5_channels, cfg.fpn_channels, cfg.scale_aware, cfg.norm,
+                                        cfg.scaled_relation) if cfg.fs_relation else None)
     decoder = Stride4Decoder(cfg.fpn_channels, cfg.decoder_channels, norm=cfg.norm, reduce="mean")
     classifier = nn.Conv2d(cfg.decoder_channels, spec.num_classes + 1, 1)
     return FarSeg(backbone, relation, decoder, classifier, cfg.loss, cfg.annealing, cfg.annealing_steps, cfg.gamma)
