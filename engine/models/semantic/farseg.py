@@ -5,7 +5,8 @@ F-S relation per level i: u_i = scene_encoder_i(u) (1x1 C5->ch, ReLU, 1x1; one p
 "scale_aware", one shared otherwise), v_i = content_encoder_i(P_i) (1x1+norm+ReLU),
 r_i = sigmoid(sum_c u_i * v_i) [B,1,H_i,W_i] (with "scaled_relation": sum / sqrt(ch), as in scaled
 dot-product attention), output r_i * reencoder_i(P_i) (1x1+norm+ReLU).
-Light-weight decoder (common.Stride4Decoder, mean over levels) -> 1x1 classifier -> bilinear x4.
+Light-weight decoder (common.Stride4Decoder, mean over levels, or their sum with "decoder_reduce": "sum") ->
+1x1 classifier -> bilinear x4.
 Loss: "fa" (engine.models.losses.fa_loss, annealed over the model's own step counter) | "ce" | "focal".
 Contract: engine.tasks.semantic.
 """
@@ -48,6 +49,9 @@ class FarSegConfig(SemanticFPNConfig):
     # pixels at r < 0.05 (their features switched off) and ends saturated at r = 1 everywhere, a dead relation
     # (docs/experiments-semantic.md); divided by sqrt(channels) it starts near 0.5 and keeps a gradient.
     scaled_relation: bool = False
+    # The paper averages the 4 decoder levels; the sum (Semantic FPN's) feeds the classifier 4x larger inputs, so
+    # under Adam its logits move 4x faster per step (the same function class).
+    decoder_reduce: Literal["mean", "sum"] = "mean"
     loss: FarSegLoss = "fa"
     annealing: Annealing = "cosine"
     annealing_steps: int = 10000  # training steps T over which the F-A loss moves from CE to normalised focal
@@ -139,6 +143,6 @@ def build_farseg(spec: ModelSpec) -> FarSeg:
     backbone = trunk_fpn(cfg, spec.bands)
     relation = (ForegroundSceneRelation(backbone.c5_channels, cfg.fpn_channels, cfg.scale_aware, cfg.norm,
                                         cfg.scaled_relation) if cfg.fs_relation else None)
-    decoder = Stride4Decoder(cfg.fpn_channels, cfg.decoder_channels, norm=cfg.norm, reduce="mean")
+    decoder = Stride4Decoder(cfg.fpn_channels, cfg.decoder_channels, norm=cfg.norm, reduce=cfg.decoder_reduce)
     classifier = nn.Conv2d(cfg.decoder_channels, spec.num_classes + 1, 1)
     return FarSeg(backbone, relation, decoder, classifier, cfg.loss, cfg.annealing, cfg.annealing_steps, cfg.gamma)
