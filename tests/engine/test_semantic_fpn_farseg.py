@@ -222,3 +222,14 @@ def test_scaled_relation_divides_the_dot_product_by_sqrt_channels():
         logit_raw, logit_div = torch.logit(r_raw.double()), torch.logit(r_div.double())
         assert torch.allclose(logit_div * math.sqrt(TINY["fpn_channels"]), logit_raw, rtol=1e-3, atol=1e-4)
         assert logit_raw.abs().max() > 0.1  # a real relation, not a constant 0.5
+
+
+def test_decoder_reduce_sum_is_four_times_the_paper_mean():
+    torch.manual_seed(0)
+    mean = build_model(_spec("farseg")).eval()
+    summed = build_model(_spec("farseg", decoder_reduce="sum")).eval()
+    summed.load_state_dict(mean.state_dict())  # the switch adds no weights
+    with torch.no_grad():
+        pyramid, c5 = mean.backbone(torch.randn(1, 1, 64, 64))
+        features = mean.relation(list(pyramid.values()), c5)
+        assert torch.allclose(summed.decoder(features), 4 * mean.decoder(features), atol=1e-5)
