@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["research.queue", "research.instance_table", "research.semantic_table", "research.pack_runs",
            "research.cpu_precision", "research.solo_stability", "benchmarks.benchmark_inference",
            "benchmarks.seam_accuracy", "benchmarks.make_large_scene", "research.overfit",
-           "benchmarks.benchmark_distributed", "benchmarks.benchmark_input_scale", "benchmarks.benchmark_step_time"]
+           "benchmarks.benchmark_distributed", "benchmarks.benchmark_input_scale", "benchmarks.benchmark_step_time",
+           "research.farseg_relations"]
 
 
 @pytest.mark.parametrize("name", MODULES)
