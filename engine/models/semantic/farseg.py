@@ -47,9 +47,9 @@ class FarSegConfig(SemanticFPNConfig):
 
     fs_relation: bool = True  # False: the decoder reads plain FPN features (ablation)
     scale_aware: bool = True  # one scene encoder per level; False: one shared scene encoder
-    # The paper's raw dot product over `fpn_channels` channels starts with a third to a half of the stride-4
-    # pixels at r < 0.05 (their features switched off) and ends saturated at r = 1 everywhere, a dead relation
-    # (docs/experiments-semantic.md); divided by sqrt(channels) it starts near 0.5 and keeps a gradient.
+    # The paper's raw dot product over `fpn_channels` channels starts with up to 72 % of a level's pixels at
+    # r < 0.05 (their features switched off) and, after 8 NWPU epochs, ends saturated at r > 0.95 everywhere, a
+    # dead relation (docs/overfit.md); divided by sqrt(channels) it starts near 0.5 and keeps a gradient.
     scaled_relation: bool = False
     # The paper averages the 4 decoder levels; the sum (Semantic FPN's) feeds the classifier 4x larger inputs, so
     # under Adam its logits move 4x faster per step (the same function class).
