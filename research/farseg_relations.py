@@ -24,6 +24,7 @@ from engine.checkpoint import load_checkpoint
 from engine.models import build_model
 from engine.models.semantic.farseg import FarSeg
 from engine.normalise import normalise
+from research.overfit import config_overrides
 
 OFF, SATURATED = 0.05, 0.95
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     checkpoint = load_checkpoint(args.checkpoint)
-    overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.config)}
+    overrides = config_overrides(args.config, parser)
     spec = dataclasses.replace(checkpoint.spec, config={**checkpoint.spec.config, **overrides})
     model = build_model(spec)
     if not isinstance(model, FarSeg):

@@ -201,6 +201,17 @@ def table(folder: Path) -> str:
     return "\n".join(rows)
 
 
+def config_overrides(items: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Repeated `--config KEY=JSON` values -> {key: value}; a parser error for an item without '='."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--config {item}: give KEY=JSON, e.g. edge_loss=false")
+        overrides[key] = json.loads(value)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=sorted(RECIPES))
@@ -227,11 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--arch is required (or --table)")
     recipe = RECIPES[args.arch]
     overrides = dict(recipe.overrides)
-    for item in args.config:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--config {item}: give KEY=JSON, e.g. edge_loss=false")
-        overrides[key] = json.loads(value)
+    overrides.update(config_overrides(args.config, parser))
     RECIPES[args.arch] = replace(recipe, optimizer=args.optimizer or recipe.optimizer,
                                  warmup=args.warmup or recipe.warmup, overrides=overrides)
     result = overfit(args.arch, args.iters, args.data, args.out / "data", args.images, args.lr, threads=args.threads,
