@@ -18,6 +18,21 @@ from engine.tasks.base import format_headline
 from engine.zoo import SHIPPED_DIR, write_sidecar
 
 
+def chosen_threshold(text: str, val: dict, parser: argparse.ArgumentParser) -> float:
+    """--score-threshold: 'best' -> the validation split's F1-best threshold (instance models), else the value."""
+    if text == "best":
+        if "objects" not in val:
+            parser.error("--score-threshold best: only instance models report object F1; give a value")
+        return float(val["objects"]["best"]["threshold"])
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        parser.error(f"--score-threshold {text}: give 'best' or a value between 0 and 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="training run folder (best.pt; a cmd.sh there replaces the "
@@ -31,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gsd-range", metavar="MIN,MAX",
                    help="pixel sizes in metres the model takes as they are (segment resamples others to its GSD), "
                         "e.g. 1,15 for a SAR ship model trained on SSDD's 1-15 m chips (default: the run's)")
+    p.add_argument("--score-threshold", metavar="best|VALUE",
+                   help="score threshold `segment` applies: a value, or 'best' for the one of the highest object F1 "
+                        "on the validation split (default: the run's)")
     args = p.parse_args(argv)
     run = Path(args.run)
     ckpt = load_checkpoint(run / args.checkpoint)
@@ -45,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor(Checkpoint(spec, ckpt.state_dict), "auto")
     dataset = task.eval_dataset(spec, args.val_coco, args.images)
     val = task.evaluate(predictor.model, dataset, predictor.device, input_scale=spec.input_scale)
+    if args.score_threshold:
+        spec = spec.with_updates(score_threshold=chosen_threshold(args.score_threshold, val, p))
     provenance = dict(ckpt.provenance)
     cmd = run / "cmd.sh"
     if cmd.is_file():

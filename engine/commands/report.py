@@ -35,7 +35,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         reporter.started(len(dataset))
         metrics = task.evaluate(predictor.model, dataset, predictor.device, progress=reporter.advance,
                                 input_scale=ckpt.spec.input_scale)
-        metrics = {"model": label, "coco": args.coco, **metrics}
+        metrics = {"model": label, "coco": args.coco, "score_threshold": ckpt.spec.score_threshold, **metrics}
         out = write_json(args.out, metrics) if args.out else None
         reporter.done(model=label, images=metrics.get("images"), headline=task.headline(metrics),
                       score_name=task.score_name, output=str(out) if out else None)

@@ -18,6 +18,7 @@ from pycocotools.cocoeval import COCOeval
 
 from engine.data.coco import CocoInstanceDataset
 from engine.evaluation.loop import EvalInput, inference_on_dataset
+from engine.evaluation.operating_point import coco_operating_points
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -95,8 +96,9 @@ class CocoEvaluator:
             self.results.extend(detections_to_coco(inp.image_id, output, self.mask_threshold))
 
     def evaluate(self) -> dict[str, Any]:
-        """{"bbox": {"AP", ...}, "segm": {...}} in percent (see coco_metrics)."""
-        return dict(coco_metrics(self.gt, self.results))
+        """{"bbox": {"AP", ...}, "segm": {...}} in percent (see coco_metrics), and "objects": object
+        precision/recall/F1 against the score threshold (engine.evaluation.operating_point)."""
+        return {**coco_metrics(self.gt, self.results), "objects": coco_operating_points(self.gt, self.results)}
 
 
 def evaluate_model(

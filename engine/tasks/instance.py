@@ -18,6 +18,7 @@ import torch
 
 from engine.data.coco import CocoInstanceDataset, Sample
 from engine.evaluation.coco_eval import CocoEvaluator
+from engine.evaluation.operating_point import operating_point_table
 from engine.evaluation.report import coco_table
 from engine.merge import Instance, StreamingMerger, suppress_nested_duplicates
 from engine.progress import Progress
@@ -150,7 +151,9 @@ class InstanceTask(Task):
         return {"mask AP": metrics["segm"]["AP"], "box AP": metrics["bbox"]["AP"]}
 
     def report(self, metrics: dict[str, Any]) -> str:
-        return coco_table(metrics)
+        if "objects" not in metrics:  # metrics of checkpoints evaluated before the object counts existed
+            return coco_table(metrics)
+        return coco_table(metrics) + "\n" + operating_point_table(metrics["objects"], metrics.get("score_threshold"))
 
     def convert_outputs(self, outputs: list[dict[str, torch.Tensor]]) -> list[dict[str, np.ndarray]]:
         """-> per tile {"boxes" [N,4], "labels" [N], "scores" [N], "masks" [N,h,w] probabilities}."""

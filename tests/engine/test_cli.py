@@ -43,6 +43,9 @@ def test_train_evaluate_segment_integration(tmp_path: Path, capsys: pytest.Captu
     metrics = json.loads(metrics_path.read_text())
     assert {"bbox", "segm"} <= set(metrics) and set(metrics["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert "segm" in printed and "AP50" in printed
+    # object P/R/F1 per score threshold, with the best one and the model's own (0.5 by default) marked
+    assert len(metrics["objects"]["curve"]) == 19 and metrics["score_threshold"] == 0.5
+    assert "best F1" in printed and "model's" in printed
 
     raster = tmp_path / "scene.tif"
     write_scene_geotiff(raster, height=160, width=160)
