@@ -216,6 +216,11 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-field", default="score", help="attribute ordering the predictions (default: %(default)s)")
     p.add_argument("--prediction-layer", help="layer of a multi-layer prediction file")
     p.add_argument("--reference-layer", help="layer of a multi-layer reference file")
+    p.add_argument("--min-score", type=float, default=0.0,
+                   help="score only the predictions scoring at least this (default: all of them)")
+    p.add_argument("--sweep", action="store_true",
+                   help="also P/R/F1 at score thresholds 0.05, 0.10, ..., 0.95, the best F1 marked: which threshold "
+                        "suits this area (segment with a low --score-threshold first)")
     p.add_argument("--out", help="write the scores as JSON")
     p.add_argument("--misses", metavar="PATH", help="write the reference polygons no prediction matched "
                                                     "(.gpkg, .shp, .geojson)")

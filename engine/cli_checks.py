@@ -101,6 +101,7 @@ def score(args: argparse.Namespace) -> None:
     check.input_file("prediction", args.prediction, "vector file")
     check.input_file("reference", args.reference, "vector file")
     check.number("--iou", args.iou, 0.0, 1.0, lo_open=True, example="0.5")
+    check.number("--min-score", args.min_score, 0.0, 1.0, example="0.3")
     check.distinct_files([("--out", args.out)], [("prediction", args.prediction), ("reference", args.reference)])
     _json_output("--out", args.out)
 

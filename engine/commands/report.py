@@ -59,14 +59,15 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from engine.evaluation.report import write_json
     from engine.progress import Reporter
-    from engine.vector.score import format_score, score_layers, write_unmatched
+    from engine.vector.score import format_score, format_sweep, score_layers, sweep, write_unmatched
 
     reporter = Reporter(args.progress, desc="score")
     with reported(reporter):
         cli_checks.score(args)
         score, pred, ref = score_layers(args.prediction, args.reference, args.iou, args.class_field,
                                         args.score_field, args.prediction_layer, args.reference_layer,
-                                        args.reference_class_field)
+                                        args.reference_class_field, args.min_score)
+        swept = sweep(pred, ref, args.iou) if args.sweep else []
         written = {}
         for flag, path, layer, other, indices in (("--misses", args.misses, ref, pred, score.misses),
                                                   ("--false-alarms", args.false_alarms, pred, ref, score.false_alarms)):
@@ -75,12 +76,26 @@ def cmd_score(args: argparse.Namespace) -> int:
         out = None
         if args.out:
             out = write_json(args.out, {"prediction": args.prediction, "reference": args.reference,
-                                        **score.to_dict()})
-        reporter.done(**score.to_dict(), output=str(out) if out else None, **written)
-    print(format_score(score), file=sys.stderr if args.progress == "jsonl" else sys.stdout)
+                                        "min_score": args.min_score, **score.to_dict(), **sweep_dict(swept)})
+        reporter.done(**score.to_dict(), **sweep_dict(swept), output=str(out) if out else None, **written)
+    text = format_score(score)
+    if swept:
+        text += "\n\nall classes, by score threshold:\n" + format_sweep(swept, min(pred.scores, default=None))
+    print(text, file=sys.stderr if args.progress == "jsonl" else sys.stdout)
     for path in ([out] if out else []) + list(written.values()):
         print(f"written to {path}", file=sys.stderr)
     return 0
+
+
+def sweep_dict(swept: list) -> dict:
+    """`rsseg score --sweep` rows -> {"sweep": [{"threshold", tp, fp, fn, precision, recall, f1}], "best": ..}."""
+    from engine.vector.score import best_of_sweep
+
+    if not swept:
+        return {}
+    rows = [{"threshold": t, **c.as_dict()} for t, c in swept]
+    best = best_of_sweep(swept)
+    return {"sweep": rows, "sweep_best": {"threshold": best[0], **best[1].as_dict()}}
 
 
 def cmd_models(args: argparse.Namespace) -> int:

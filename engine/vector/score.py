@@ -155,11 +155,12 @@ def match_polygons(predictions: Polygons, reference: Polygons, iou: float = 0.5)
 
 def score_layers(prediction: str | Path, reference: str | Path, iou: float = 0.5, class_field: str = "class_name",
                  score_field: str = "score", prediction_layer: str | None = None, reference_layer: str | None = None,
-                 reference_class_field: str | None = None) -> tuple[Score, Polygons, Polygons]:
-    """(score, prediction layer, reference layer): both read, the prediction reprojected to the reference's CRS.
-    `reference_class_field`: the reference's class attribute when it is not `class_field`."""
+                 reference_class_field: str | None = None, min_score: float = 0.0) -> tuple[Score, Polygons, Polygons]:
+    """(score, prediction layer, reference layer): both read, the prediction reprojected to the reference's CRS
+    and cut to the polygons scoring >= `min_score`. `reference_class_field`: the reference's class attribute when
+    it is not `class_field`."""
     ref = read_polygons(reference, reference_class_field or class_field, score_field, reference_layer)
-    pred = read_polygons(prediction, class_field, score_field, prediction_layer, to_crs=ref.crs)
+    pred = above(read_polygons(prediction, class_field, score_field, prediction_layer, to_crs=ref.crs), min_score)
     return match_polygons(pred, ref, iou), pred, ref
 
 
@@ -169,6 +170,42 @@ def score_files(prediction: str | Path, reference: str | Path, iou: float = 0.5,
     """Read both layers (the prediction reprojected to the reference's CRS) and match them."""
     return score_layers(prediction, reference, iou, class_field, score_field, prediction_layer, reference_layer,
                         reference_class_field)[0]
+
+
+SWEEP_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.95
+
+
+def above(polygons: Polygons, min_score: float) -> Polygons:
+    """The polygons scoring >= `min_score` (their feature ids kept)."""
+    keep = [i for i, s in enumerate(polygons.scores) if s >= min_score]
+    return Polygons([polygons.geometries[i] for i in keep], [polygons.classes[i] for i in keep],
+                    [polygons.scores[i] for i in keep], polygons.crs,
+                    [polygons.fids[i] for i in keep] if polygons.fids else [])
+
+
+def sweep(predictions: Polygons, reference: Polygons, iou: float = 0.5,
+          thresholds: tuple[float, ...] = SWEEP_THRESHOLDS) -> list[tuple[float, Counts]]:
+    """Overall counts of the predictions scoring >= each threshold: which score threshold suits this area.
+    Only thresholds at or above the lowest prediction score say something (below it nothing changes)."""
+    return [(t, match_polygons(above(predictions, t), reference, iou).by_class[ALL]) for t in thresholds]
+
+
+def best_of_sweep(rows: list[tuple[float, Counts]]) -> tuple[float, Counts]:
+    """The (threshold, counts) of the highest F1; the lowest threshold among equals."""
+    return max(rows, key=lambda row: (row[1].f1 or 0.0, -row[0]))
+
+
+def format_sweep(rows: list[tuple[float, Counts]], lowest_score: float | None = None) -> str:
+    """A text table: score >=, TP, FP, FN, precision, recall, F1; the best F1 marked."""
+    best = best_of_sweep(rows)[0] if rows else None
+    lines = [f"{'score >=':>10}{'TP':>6}{'FP':>6}{'FN':>6}{'precision':>10}{'recall':>10}{'F1':>10}"]
+    for t, c in rows:
+        cells = "".join(f"{v:>10.3f}" if v is not None else f"{'n/a':>10}" for v in (c.precision, c.recall, c.f1))
+        lines.append(f"{t:>10.2f}{c.tp:>6}{c.fp:>6}{c.fn:>6}{cells}" + ("  <- best F1" if t == best else ""))
+    if lowest_score is not None and rows and lowest_score > rows[0][0]:
+        lines.append(f"(the lowest prediction score is {lowest_score:.2f}: segment with a lower --score-threshold "
+                     "to see the rows below it)")
+    return "\n".join(lines)
 
 
 UNMATCHED_FIELDS = (("class_name", "str"), ("score", "float"), ("best_iou", "float"), ("source_fid", "int"))
@@ -229,5 +266,5 @@ def format_score(score: Score) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Counts", "Polygons", "Score", "format_score", "match_polygons", "read_polygons",
-           "score_files", "score_layers", "write_unmatched"]
+__all__ = ["Counts", "Polygons", "Score", "above", "best_of_sweep", "format_score", "format_sweep",
+           "match_polygons", "read_polygons", "score_files", "score_layers", "sweep", "write_unmatched"]

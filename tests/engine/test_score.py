@@ -9,7 +9,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping
 
 from engine.cli import main
-from engine.vector.score import match_polygons, read_polygons, score_files
+from engine.vector.score import best_of_sweep, match_polygons, read_polygons, score_files, sweep
 
 SCHEMA = {"geometry": "Polygon", "properties": {"class_name": "str", "score": "float"}}
 
@@ -114,3 +114,32 @@ def test_reference_class_field(tmp_path) -> None:
     pred = _write(tmp_path / "pred.gpkg", TRUTH)
     assert score_files(pred, truth, reference_class_field="kind").by_class["tank"].tp == 1
     assert "tank" not in score_files(pred, truth).by_class  # without it the reference has no classes: one class
+
+
+def test_min_score_and_sweep_over_score_thresholds(tmp_path, capsys) -> None:
+    truth = _write(tmp_path / "truth.gpkg", TRUTH[:4])
+    pred = _write(tmp_path / "pred.gpkg", [
+        (mapping(box(X0, Y0, X0 + 8, Y0 + 8)), "ship", 0.9),  # hit on ship 0
+        (mapping(box(X0 + 500, Y0, X0 + 508, Y0 + 8)), "ship", 0.7),  # false alarm
+        (mapping(box(X0 + 10, Y0, X0 + 18, Y0 + 8)), "ship", 0.4),  # hit on ship 1
+        (mapping(box(X0 + 20, Y0, X0 + 28, Y0 + 8)), "ship", 0.12),  # hit on ship 2
+        (mapping(box(X0 + 600, Y0, X0 + 608, Y0 + 8)), "ship", 0.11),  # false alarm
+    ])
+    rows = dict(sweep(read_polygons(pred), read_polygons(truth)))
+    assert (rows[0.1].tp, rows[0.1].fp, rows[0.1].fn) == (3, 2, 1)
+    assert (rows[0.15].tp, rows[0.15].fp, rows[0.15].fn) == (2, 1, 2)
+    assert (rows[0.75].tp, rows[0.75].fp, rows[0.75].fn) == (1, 0, 3)
+    assert rows[0.95].tp == 0 and rows[0.95].f1 == 0.0
+    # F1: 6/9 at 0.05-0.10, 4/7 at 0.15-0.40, 2/5 at 0.45-0.70 -> the best is the lowest threshold of the top
+    assert best_of_sweep(list(rows.items()))[0] == 0.05
+
+    out = tmp_path / "score.json"
+    assert main(["score", pred, truth, "--min-score", "0.3", "--sweep", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["overall"]["tp"] == 2 and data["overall"]["fp"] == 1 and data["min_score"] == 0.3
+    # the sweep runs on what --min-score kept: below 0.3 nothing changes, and the table says so
+    assert data["sweep_best"]["threshold"] == 0.05 and data["sweep_best"]["f1"] == pytest.approx(4 / 7, abs=1e-4)
+    assert [r["tp"] for r in data["sweep"]][:3] == [2, 2, 2]
+    assert "<- best F1" in printed and "lowest prediction score is 0.40" in printed
+    assert main(["score", pred, truth, "--min-score", "1.5"]) == 2

@@ -118,3 +118,27 @@ def test_overfit_config_overrides_reach_the_recipe_and_the_tagged_result(tmp_pat
     assert written["overrides"] == {"edge_loss": False, "label_smoothing": 0.0}
     with pytest.raises(SystemExit):
         overfit_module.main(["--arch", "hi_resnet", "--out", str(tmp_path), "--config", "edge_loss"])
+
+
+def test_input_scale_benchmark_sweeps_the_scene_like_rsseg_score(tmp_path: Path, tiny_checkpoint: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    from benchmarks.benchmark_input_scale import main as benchmark
+    from engine.cli import main as rsseg
+    from tests.data.make_fixtures import write_scene_geotiff, write_scene_polygons
+
+    scene, truth = tmp_path / "scene.tif", tmp_path / "truth.gpkg"
+    write_scene_geotiff(scene)
+    write_scene_polygons(truth, class_names=("ship", "ship"))
+    out = tmp_path / "bench"
+    assert benchmark(["--candidate", f"tiny={tiny_checkpoint}@1", "--scene", str(scene), "--truth", str(truth),
+                      "--sweep", "--threads", "1", "--out-dir", str(out), "--tag", "t"]) == 0
+    row = json.loads((out / "t.json").read_text())["rows"][0]
+    table = (out / "t.md").read_text()
+    assert "scene-best score >=" in table and f"| {row['scene_best_f1']:.3f} |" in table
+    assert row["score_threshold"] == 0.0  # the tiny checkpoint's own
+    # the scene-best row is the best row of `rsseg score --sweep` on the low-threshold layer the benchmark wrote
+    capsys.readouterr()
+    assert rsseg(["score", str(out / "t_tiny_low.gpkg"), str(truth), "--sweep", "--progress", "none",
+                  "--out", str(tmp_path / "s.json")]) == 0
+    best = json.loads((tmp_path / "s.json").read_text())["sweep_best"]
+    assert (best["threshold"], best["f1"]) == (row["scene_best_threshold"], row["scene_best_f1"])
