@@ -88,7 +88,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def sweep_dict(swept: list) -> dict:
-    """`rsseg score --sweep` rows -> {"sweep": [{"threshold", tp, fp, fn, precision, recall, f1}], "best": ..}."""
+    """`rsseg score --sweep` rows -> {"sweep": [{threshold, tp, fp, fn, precision, recall, f1}],
+    "sweep_best": {the row of the best F1}}."""
     from engine.vector.score import best_of_sweep
 
     if not swept:

@@ -18,6 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
 from engine.errors import UserError
+from engine.evaluation.operating_point import THRESHOLDS
 
 ALL = "all"  # the overall row
 
@@ -172,7 +173,7 @@ def score_files(prediction: str | Path, reference: str | Path, iou: float = 0.5,
                         reference_class_field)[0]
 
 
-SWEEP_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.95
+SWEEP_THRESHOLDS = THRESHOLDS  # 0.05, 0.10, ..., 0.95: those of `rsseg evaluate`'s object F1 curve
 
 
 def above(polygons: Polygons, min_score: float) -> Polygons:
