@@ -18,7 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
 from engine.errors import UserError
-from engine.evaluation.operating_point import THRESHOLDS
+from engine.evaluation.operating_point import THRESHOLDS, operating_points
 
 ALL = "all"  # the overall row
 
@@ -187,8 +187,14 @@ def above(polygons: Polygons, min_score: float) -> Polygons:
 def sweep(predictions: Polygons, reference: Polygons, iou: float = 0.5,
           thresholds: tuple[float, ...] = SWEEP_THRESHOLDS) -> list[tuple[float, Counts]]:
     """Overall counts of the predictions scoring >= each threshold: which score threshold suits this area.
-    Only thresholds at or above the lowest prediction score say something (below it nothing changes)."""
-    return [(t, match_polygons(above(predictions, t), reference, iou).by_class[ALL]) for t in thresholds]
+    Only thresholds at or above the lowest prediction score say something (below it nothing changes).
+
+    One matching serves every threshold: predictions are matched in descending score order, so dropping those
+    under a threshold leaves the matches of the others as they were."""
+    matched = {i for i, _, _ in match_polygons(predictions, reference, iou).matches}
+    points = operating_points(predictions.scores, [i in matched for i in range(len(predictions.scores))],
+                              len(reference.geometries), thresholds)
+    return [(p.threshold, Counts(p.true_positives, p.false_positives, p.false_negatives)) for p in points]
 
 
 def best_of_sweep(rows: list[tuple[float, Counts]]) -> tuple[float, Counts]:
