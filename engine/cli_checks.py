@@ -137,6 +137,7 @@ def train(args: argparse.Namespace) -> dict:
     check.number("--scale", args.scale, 0.0, lo_open=True, example="0.00392")
     check.number("--gsd", args.gsd, 0.0, lo_open=True, example="1")
     check.number("--score-threshold", args.score_threshold, 0.0, 1.0, example="0.5")
+    check.number("--crowd-paste", args.crowd_paste, 0.0, 1.0, example="0.5")
     input_scale(args.input_scale)
     std = check.numbers("--std", args.std, example="0.5") if args.std is not None else None
     if std is not None and min(std) <= 0:

@@ -13,7 +13,7 @@
 #      RSSEG (the CLI, default .venv/bin/rsseg; "python3 -m engine" where the engine is on the path),
 #      TRUNK (efficientnet_lite0 | efficientnet_lite2, default lite0), FROZEN (trunk blocks frozen, default 3),
 #      SCALE (input zoom, default 1), JITTER (scale jitter min,max around SCALE, default 0.8,1.25),
-#      AUG (1: SAR gain/gamma/speckle augmentation, default 0), EVAL_EVERY (epochs between validations, 0: at the end),
+#      AUG (1: SAR gain/gamma/speckle augmentation, default 0), PASTE (crowd copy-paste probability, default off), EVAL_EVERY (epochs between validations, 0: at the end),
 #      CHECKPOINT_EVERY (iterations between last.pt saves inside an epoch, default 50: a stop loses at most that).
 # Each run resumes from RUNS/DATASET_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
@@ -57,6 +57,7 @@ common=(--coco "$SPLIT/train.json" --images "$DATA/$folder/images" "${input[@]}"
         --checkpoint-every "${CHECKPOINT_EVERY:-50}"
         --tile-size 512 --overlap 128 --score-threshold 0.5 --input-scale "$SCALE" --scale-jitter "$JITTER")
 [ "$AUG" = 1 ] && common+=(--sar-augment)
+[ -n "${PASTE:-}" ] && common+=(--crowd-paste "$PASTE")
 LITE0=(--backbone "$TRUNK" --pretrained)
 # Slim heads shared by every R-CNN row (the shipped Mask R-CNN's settings).
 # Detection limits for crowded anchorages: 1000 proposals and 300 detections per tile.

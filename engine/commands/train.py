@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed, workers=args.workers, eval_every=args.eval_every, crop_size=args.crop_size,
             min_scale=jitter[0], max_scale=jitter[1], max_iters_per_epoch=args.max_iters_per_epoch,
             device=args.device, resume=not args.no_resume, threads=args.threads, init=args.init,
-            checkpoint_every=args.checkpoint_every, sar_augment=args.sar_augment,
+            checkpoint_every=args.checkpoint_every, sar_augment=args.sar_augment, crowd_paste=args.crowd_paste,
         )
         # under torchrun: one rank of a DDP job (only the main one logs and reports)
         trainer = Trainer(spec, cfg, log=lambda m: print(m, file=sys.stderr), progress=reporter,

@@ -16,6 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from engine.data.coco_checks import CocoContent, check_coco, load_json, skip_warnings
+from engine.data.copy_paste import CrowdPaste, object_patches, paste_crowd
 from engine.errors import UserError
 from engine.normalise import normalise
 from engine.spec import Normalisation
@@ -157,6 +158,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         transforms: Callable[[Sample], Sample] | None = None,
         radiometric: Callable[[np.ndarray], np.ndarray] | None = None,
         verify_images: bool = True,
+        paste: CrowdPaste | None = None,
     ) -> None:
         self.index = read_coco(coco_file)
         self.images_dir = Path(images_dir)
@@ -168,6 +170,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         self.bands = bands
         self.transforms = transforms
         self.radiometric = radiometric  # [C,H,W] values in [0, 1] -> same, before mean/std (e.g. SarAugment)
+        self.paste = paste  # crowds of objects from another image of the set, before the other augmentations
         self.sample_seed: int | None = None  # set: item i's augmentation draws depend on (sample_seed, i) only
 
     def __len__(self) -> int:
@@ -199,6 +202,11 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             np.random.seed((self.sample_seed * 1_000_003 + i) % 2**32)
         image, target = self.load_raw(i)
         image = normalise(image, self.normalisation)
+        if self.paste is not None and np.random.random() < self.paste.p:
+            donor, donor_target = self.load_raw(int(np.random.randint(len(self))))
+            patches = object_patches((normalise(donor, self.normalisation), donor_target), self.paste.min_side)
+            image, target = paste_crowd((image, target), patches, self.paste, np.random.default_rng(
+                np.random.randint(0, 2**31 - 1)))
         if self.radiometric is not None:
             mean, std = (np.asarray(v, np.float32).reshape(-1, 1, 1)
                          for v in (self.normalisation.mean, self.normalisation.std))

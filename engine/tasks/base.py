@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from engine.data.coco import CocoInstanceDataset, Sample
+from engine.data.copy_paste import CrowdPaste
 from engine.evaluation.loop import DatasetEvaluator, inference_on_dataset
 from engine.progress import Progress
 from engine.spec import ModelSpec
@@ -31,7 +32,8 @@ class Task(ABC):
     @abstractmethod
     def train_dataset(self, spec: ModelSpec, coco: str, images: str, bands: list[int] | None,
                       transforms: Callable[[Sample], Sample] | None = None,
-                      radiometric: Callable[[np.ndarray], np.ndarray] | None = None) -> CocoInstanceDataset:
+                      radiometric: Callable[[np.ndarray], np.ndarray] | None = None,
+                      paste: CrowdPaste | None = None) -> CocoInstanceDataset:
         """Training items (image, target) from a COCO file, with the targets the task's models learn from."""
 
     def eval_dataset(self, spec: ModelSpec, coco: str, images: str,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from engine.data.coco import CocoInstanceDataset, Sample
+from engine.data.copy_paste import CrowdPaste
 from engine.evaluation.coco_eval import CocoEvaluator
 from engine.evaluation.operating_point import operating_point_table
 from engine.evaluation.report import coco_table
@@ -141,8 +142,9 @@ class InstanceTask(Task):
 
     def train_dataset(self, spec: ModelSpec, coco: str, images: str, bands: list[int] | None,
                       transforms: Callable[[Sample], Sample] | None = None,
-                      radiometric: Callable[[np.ndarray], np.ndarray] | None = None) -> CocoInstanceDataset:
-        return CocoInstanceDataset(coco, images, spec.normalisation, bands, transforms, radiometric)
+                      radiometric: Callable[[np.ndarray], np.ndarray] | None = None,
+                      paste: CrowdPaste | None = None) -> CocoInstanceDataset:
+        return CocoInstanceDataset(coco, images, spec.normalisation, bands, transforms, radiometric, paste=paste)
 
     def evaluator(self, dataset: CocoInstanceDataset) -> CocoEvaluator:
         return CocoEvaluator(dataset)

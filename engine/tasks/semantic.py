@@ -33,6 +33,7 @@ from shapely import affinity
 
 from engine.data.class_maps import CocoSemanticDataset
 from engine.data.coco import CocoInstanceDataset, Sample
+from engine.data.copy_paste import CrowdPaste
 from engine.evaluation.report import coco_table, semantic_table
 from engine.evaluation.semantic_eval import SemanticEvaluator
 from engine.merge.stitch import StripStitcher, tile_weights
@@ -126,8 +127,9 @@ class SemanticTask(Task):
 
     def train_dataset(self, spec: ModelSpec, coco: str, images: str, bands: list[int] | None,
                       transforms: Callable[[Sample], Sample] | None = None,
-                      radiometric: Callable[[np.ndarray], np.ndarray] | None = None) -> CocoSemanticDataset:
-        return CocoSemanticDataset(coco, images, spec.normalisation, bands, transforms, radiometric)
+                      radiometric: Callable[[np.ndarray], np.ndarray] | None = None,
+                      paste: CrowdPaste | None = None) -> CocoSemanticDataset:
+        return CocoSemanticDataset(coco, images, spec.normalisation, bands, transforms, radiometric, paste=paste)
 
     def evaluator(self, dataset: CocoInstanceDataset) -> SemanticEvaluator:
         return SemanticEvaluator(dataset)

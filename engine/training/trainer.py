@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from engine.data.coco import collate
+from engine.data.copy_paste import CrowdPaste
 from engine.data.transforms import SarAugment, training_transforms
 from engine.device import pick_device
 from engine.errors import Cancelled, UserError
@@ -71,6 +72,7 @@ class TrainConfig:
     init: str | None = None  # checkpoint whose weights start the run (not used when resuming)
     checkpoint_every: int = 100  # iterations between last.pt saves inside an epoch (0: at epoch ends only)
     sar_augment: bool = False  # gain, gamma and speckle jitter of SAR amplitude (engine.data.transforms.SarAugment)
+    crowd_paste: float = 0.0  # probability of a pasted cluster of objects per image (engine.data.copy_paste)
 
 
 def seed_everything(seed: int) -> None:
@@ -118,6 +120,7 @@ class Trainer:
             spec, cfg.coco, cfg.images, cfg.bands,
             training_transforms(cfg.crop_size, cfg.min_scale * zoom, cfg.max_scale * zoom),
             radiometric=SarAugment() if cfg.sar_augment else None,
+            paste=CrowdPaste(p=cfg.crowd_paste) if cfg.crowd_paste > 0 else None,
         )
         self.val_set = (self.task.eval_dataset(spec, cfg.val_coco, cfg.val_images or cfg.images, cfg.bands)
                         if cfg.val_coco else None)
