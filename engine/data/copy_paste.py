@@ -4,7 +4,9 @@ Anchorages and harbours hold tens of ships a ship's length apart, while most SSD
 three; a model that has never seen a crowd takes it for one large object. Copy-paste (Ghiasi et al.,
 CVPR 2021, "Simple Copy-Paste is a Strong Data Augmentation Method for Instance Segmentation") adds
 objects with their exact masks; here they are laid out as a cluster on a jittered grid, a gap of
-`gap` object sizes apart, so crowds of small objects appear in training.
+`gap` object sizes apart, so crowds of small objects appear in training. Objects are pasted on dark
+background only (water, for SAR ships): a ship pasted on a bright quay or town teaches the model that
+bright built-up texture is a crowd of ships, and it then finds "ships" all over a port city.
 
 Samples are (image [C,H,W] float32, {"masks": [N,H,W] uint8, "labels": [N] int64}), as in
 engine.data.transforms. Pasted objects cover what lies under them: the masks of earlier objects lose
@@ -38,7 +40,10 @@ class CrowdPaste:
     p: probability that an image gets a cluster; count: objects per cluster (min, max), drawn with
     replacement from the donor image's objects; gap: free space between neighbours, in units of the
     largest pasted object's side (min, max); scale: resize of the pasted objects (min, max, one factor
-    per cluster); min_side: objects whose box is smaller than this many pixels are not used.
+    per cluster); min_side: objects whose box is smaller than this many pixels are not used;
+    background_quantile: an object is pasted only where the mean of band 1 under its mask is at most this
+    quantile of band 1 over the image (dark background: water), None pastes anywhere; tries: candidate
+    cluster centres, the one with the darkest surroundings is used.
     """
 
     p: float = 0.5
@@ -46,6 +51,8 @@ class CrowdPaste:
     gap: tuple[float, float] = (0.15, 1.0)
     scale: tuple[float, float] = (0.5, 1.0)
     min_side: int = 4
+    background_quantile: float | None = 0.7
+    tries: int = 8
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0:
@@ -83,12 +90,13 @@ def _resized(patch: Patch, factor: float, k: int, flip: bool) -> Patch:
     return Patch(pixels, mask, patch.label)
 
 
-def cluster_layout(n: int, cell: float, height: int, width: int, rng: np.random.Generator) -> list[tuple[int, int]]:
-    """Centres (row, col) of `n` objects on a jittered grid of `cell` pixels, the grid's centre
-    drawn uniformly in the `height` x `width` image; centres may fall outside it (those objects are clipped)."""
+def cluster_layout(n: int, cell: float, centre: tuple[float, float],
+                   rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Centres (row, col) of `n` objects on a jittered grid of `cell` pixels around `centre` (row, col);
+    they may fall outside the image (those objects are clipped)."""
     cols = max(1, math.ceil(math.sqrt(n) * rng.uniform(0.6, 1.6)))
     rows = math.ceil(n / cols)
-    centre_r, centre_c = rng.uniform(0, height), rng.uniform(0, width)
+    centre_r, centre_c = centre
     jitter = 0.15 * cell
     slots = [(r, c) for r in range(rows) for c in range(cols)][:n]
     return [(round(centre_r + (r - (rows - 1) / 2) * cell + rng.uniform(-jitter, jitter)),
@@ -110,16 +118,20 @@ def paste_crowd(sample: Sample, patches: list[Patch], cfg: CrowdPaste, rng: np.r
     side = max(max(p.mask.shape) for p in chosen)
     cell = side * (1.0 + float(rng.uniform(*cfg.gap)))
     height, width = image.shape[1:]
+    brightness = image[0]
+    limit = (None if cfg.background_quantile is None
+             else float(np.quantile(brightness, cfg.background_quantile)))
+    centre = _darkest_centre(brightness, cell * math.sqrt(n), cfg.tries if limit is not None else 1, rng)
     image = image.copy()
     pasted, pasted_labels = [], []
-    for patch, (row, col) in zip(chosen, cluster_layout(n, cell, height, width, rng)):
+    for patch, (row, col) in zip(chosen, cluster_layout(n, cell, centre, rng)):
         h, w = patch.mask.shape
         r0, c0 = row - h // 2, col - w // 2
         rs, cs = slice(max(0, r0), min(height, r0 + h)), slice(max(0, c0), min(width, c0 + w))
         if rs.start >= rs.stop or cs.start >= cs.stop:
             continue
         part = patch.mask[rs.start - r0:rs.stop - r0, cs.start - c0:cs.stop - c0]
-        if not part.any():
+        if not part.any() or (limit is not None and brightness[rs, cs][part].mean() > limit):
             continue
         region = image[:, rs, cs]
         region[:, part] = patch.pixels[:, rs.start - r0:rs.stop - r0, cs.start - c0:cs.stop - c0][:, part]
@@ -135,3 +147,20 @@ def paste_crowd(sample: Sample, patches: list[Patch], cfg: CrowdPaste, rng: np.r
     masks = np.concatenate([np.asarray(target["masks"], np.uint8) * ~covered, np.stack(pasted).astype(np.uint8)])
     labels = np.concatenate([np.asarray(target["labels"], np.int64), np.asarray(pasted_labels, np.int64)])
     return image, {**target, "masks": masks.astype(np.uint8), "labels": labels}
+
+
+def _darkest_centre(brightness: np.ndarray, extent: float, tries: int,
+                    rng: np.random.Generator) -> tuple[float, float]:
+    """Of `tries` uniform candidate centres in the image, the one whose `extent`-pixel window of
+    `brightness` [H,W] has the lowest mean (the first candidate when `tries` is 1)."""
+    height, width = brightness.shape
+    candidates = [(rng.uniform(0, height), rng.uniform(0, width)) for _ in range(max(1, tries))]
+    if len(candidates) == 1:
+        return candidates[0]
+    half = max(1, round(extent / 2))
+
+    def window_mean(centre: tuple[float, float]) -> float:
+        r, c = round(centre[0]), round(centre[1])
+        return float(brightness[max(0, r - half):r + half + 1, max(0, c - half):c + half + 1].mean())
+
+    return min(candidates, key=window_mean)

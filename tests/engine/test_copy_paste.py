@@ -40,7 +40,7 @@ def test_object_patches_cut_each_object_to_its_box_and_skip_tiny_ones() -> None:
 
 def test_pasted_objects_carry_their_pixels_labels_and_masks_and_cover_earlier_objects() -> None:
     sample = _sample()
-    cfg = CrowdPaste(p=1.0, count=(12, 12), gap=(0.2, 0.2), scale=(1.0, 1.0))
+    cfg = CrowdPaste(p=1.0, count=(12, 12), gap=(0.2, 0.2), scale=(1.0, 1.0), background_quantile=None)
     image, target = paste_crowd(sample, [_ring_patch()], cfg, np.random.default_rng(5))
     masks, labels = target["masks"], target["labels"]
     assert masks.dtype == np.uint8 and masks.shape[1:] == (64, 80) and len(masks) == len(labels)
@@ -66,11 +66,32 @@ def test_paste_is_reproducible_and_a_no_op_without_patches() -> None:
 
 
 def test_cluster_layout_keeps_neighbours_a_cell_apart() -> None:
-    centres = np.array(cluster_layout(20, 10.0, 200, 200, np.random.default_rng(0)), float)
+    centres = np.array(cluster_layout(20, 10.0, (100.0, 100.0), np.random.default_rng(0)), float)
     assert len(centres) == 20
     gaps = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1)) + np.eye(20) * 1e9
     assert gaps.min() >= 10.0 * (1 - 2 * 0.15) - 1  # grid cell minus both jitters (and rounding)
     assert gaps.min(axis=1).max() <= 10.0 * np.sqrt(2) * 1.3 + 1  # a crowd: every object has a close neighbour
+    assert np.abs(centres.mean(axis=0) - 100).max() < 10  # around the centre asked for
+
+
+def test_objects_go_on_dark_background_only() -> None:
+    """Water (0) on the left three quarters, a bright town (0.9) on the right quarter: pasted objects land on
+    the water only, unless background_quantile is None."""
+    image = np.zeros((1, 64, 128), np.float32)
+    image[:, :, 96:] = 0.9
+    sample = (image, {"masks": np.zeros((0, 64, 128), np.uint8), "labels": np.zeros(0, np.int64)})
+    patch = Patch(np.ones((1, 4, 4), np.float32), np.ones((4, 4), bool), 1)
+    on_water = on_town = 0
+    for seed in range(20):
+        cfg = CrowdPaste(p=1.0, count=(10, 10), gap=(0.5, 0.5), scale=(1.0, 1.0))
+        _, target = paste_crowd(sample, [patch], cfg, np.random.default_rng(seed))
+        assert not target["masks"][:, :, 96:].any()
+        on_water += len(target["masks"])
+        _, anywhere = paste_crowd(sample, [patch], CrowdPaste(p=1.0, count=(10, 10), gap=(0.5, 0.5), scale=(1.0, 1.0),
+                                                              background_quantile=None), np.random.default_rng(seed))
+        on_town += int(anywhere["masks"][:, :, 96:].any())
+    assert on_water >= 100  # the darkest of the candidate centres: the clusters sit in the water
+    assert on_town > 0
 
 
 def test_crowd_paste_rejects_a_probability_outside_0_1() -> None:
