@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="best.pt", help="file inside --run")
     p.add_argument("--title", help="readable name for analysts, e.g. 'Ships in SAR images (SSDD), 1 band, ~3 m' "
                                    "(default: the run's spec.title, else one built from the spec)")
+    p.add_argument("--description", help="what the model was trained on, shown in the model's card in the dock "
+                                         "(default: the run's)")
     p.add_argument("--gsd-range", metavar="MIN,MAX",
                    help="pixel sizes in metres the model takes as they are (segment resamples others to its GSD), "
                         "e.g. 1,15 for a SAR ship model trained on SSDD's 1-15 m chips (default: the run's)")
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     run = Path(args.run)
     ckpt = load_checkpoint(run / args.checkpoint)
-    updates = {"name": args.name, **({"title": args.title} if args.title else {})}
+    updates = {"name": args.name, **({"title": args.title} if args.title else {}),
+               **({"description": args.description} if args.description else {})}
     if args.gsd_range:
         low, high = (float(v) for v in args.gsd_range.split(","))
         if not 0 < low <= ckpt.spec.gsd_m <= high:

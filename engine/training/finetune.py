@@ -53,9 +53,9 @@ def finetune_spec(base: ModelSpec, *, name: str, class_names: list[str], image_b
     classes = finetune_classes(base, class_names)
     same = classes == base.classes
     title = f"{base.title or base.name}, fine-tuned ({name})" if same and base.title else ""
-    spec = replace(base, name=name, classes=classes, title=title,
-                   description=f"fine-tuned from {base_label}" + ("" if same else
-                                                                  f" with classes {', '.join(class_names)}"))
+    lineage = f"fine-tuned from {base.name}" + ("" if same else f" with classes {', '.join(class_names)}")
+    description = f"{base.description.rstrip('.')}; {lineage}" if base.description else lineage
+    spec = replace(base, name=name, classes=classes, title=title, description=description)
     if normalisation:
         spec = replace(spec, normalisation=replace(base.normalisation, **normalisation))
     return replace(spec, **(updates or {}))

@@ -45,6 +45,10 @@ def test_finetune_spec_keeps_the_base_model_and_takes_explicit_fields() -> None:
     same = finetune_spec(base, name="mine", class_names=["ship", "tank"], image_bands=1, base_label="base")
     assert replace(same, name=base.name, title=base.title, description=base.description) == base
     assert same.name == "mine" and same.title == "Ships in SAR images (test), fine-tuned (mine)"
+    assert same.description == "fine-tuned from base"  # the base model's name, not the file it was read from
+    described = replace(base, name="ssdd_run", description="SSDD SAR ships.")
+    assert finetune_spec(described, name="mine", class_names=["ship", "tank"], image_bands=1,
+                         base_label="best").description == "SSDD SAR ships; fine-tuned from ssdd_run"
     new = finetune_spec(base, name="mine", class_names=["boat", "ship"], image_bands=1, base_label="base",
                         updates={"tile_size": 256}, normalisation={"mean": (0.4,)})
     assert [c.name for c in new.classes] == ["boat", "ship"] and new.title == ""
