@@ -85,8 +85,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "(2 for small SAR ships; default: 1)")
     p.add_argument("--sar-augment", action="store_true", help="gain, gamma and speckle jitter of SAR amplitude")
     p.add_argument("--crowd-paste", type=float, default=0.0, metavar="P",
-                   help="probability that a training image gets a dense cluster of objects cut from another image "
-                        "(copy-paste, for crowded scenes such as anchorages; 0: off)")
+                   help="probability that a training image gets a dense cluster of objects cut from another image, "
+                        "pasted on its dark background (copy-paste, for crowded anchorages; 0: off)")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="ITERS",
                    help="save OUT/last.pt every ITERS iterations inside an epoch, for resume (0: epoch ends only)")
     p.add_argument("--max-iters-per-epoch", type=int, default=0)
