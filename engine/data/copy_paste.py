@@ -18,10 +18,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from engine.data.transforms import Sample
+from engine.data.transforms import Sample, resize
 
 
 @dataclass(frozen=True)
@@ -80,10 +78,8 @@ def _resized(patch: Patch, factor: float, k: int, flip: bool) -> Patch:
     h, w = mask.shape
     size = (max(1, round(h * factor)), max(1, round(w * factor)))
     if size != (h, w):
-        pixels = F.interpolate(torch.from_numpy(np.ascontiguousarray(pixels))[None], size, mode="bilinear",
-                               align_corners=False)[0].numpy()
-        mask = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size,
-                             mode="nearest-exact")[0, 0].numpy() > 0.5
+        pixels, masks = resize(pixels, mask[None].astype(np.uint8), size)
+        mask = masks[0] > 0
     pixels, mask = np.rot90(pixels, k, (1, 2)), np.rot90(mask, k)
     if flip:
         pixels, mask = pixels[:, :, ::-1], mask[:, ::-1]
@@ -155,8 +151,6 @@ def _darkest_centre(brightness: np.ndarray, extent: float, tries: int,
     `brightness` [H,W] has the lowest mean (the first candidate when `tries` is 1)."""
     height, width = brightness.shape
     candidates = [(rng.uniform(0, height), rng.uniform(0, width)) for _ in range(max(1, tries))]
-    if len(candidates) == 1:
-        return candidates[0]
     half = max(1, round(extent / 2))
 
     def window_mean(centre: tuple[float, float]) -> float:

@@ -61,6 +61,16 @@ class RandomRot90:
         return np.rot90(image, k, (1, 2)), {**target, "masks": np.rot90(target["masks"], k, (1, 2))}
 
 
+def resize(image: np.ndarray, masks: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """image [C,H,W] float32 (bilinear) and masks [N,H,W] (nearest) -> the same at `size` (h, w); masks uint8."""
+    img = F.interpolate(torch.from_numpy(np.ascontiguousarray(image))[None], size, mode="bilinear",
+                        align_corners=False)[0].numpy()
+    if not len(masks):
+        return img, np.zeros((0, *size), np.uint8)
+    return img, F.interpolate(torch.from_numpy(np.ascontiguousarray(masks))[None].float(), size,
+                              mode="nearest-exact")[0].to(torch.uint8).numpy()
+
+
 @dataclass
 class ScaleJitter:
     """Resize by a factor uniform in [min_scale, max_scale] (bilinear image, nearest masks)."""
@@ -76,14 +86,7 @@ class ScaleJitter:
         size = (max(8, round(h * s)), max(8, round(w * s)))
         if size == (h, w):
             return sample
-        img = F.interpolate(torch.from_numpy(np.ascontiguousarray(image))[None], size, mode="bilinear",
-                            align_corners=False)[0].numpy()
-        masks = target["masks"]
-        if len(masks):
-            masks = F.interpolate(torch.from_numpy(np.ascontiguousarray(masks))[None].float(), size,
-                                  mode="nearest-exact")[0].to(torch.uint8).numpy()
-        else:
-            masks = np.zeros((0, *size), np.uint8)
+        img, masks = resize(image, target["masks"], size)
         return img, {**target, "masks": masks}
 
 
