@@ -5,7 +5,7 @@
 #   MODEL: semantic_fpn | farseg | hi_resnet | c2fnet | semantic_fpn_scratch (ResNet-18 from scratch, as
 #   Hi-ResNet has no pretrained weights here) | farseg_ce (ablation: plain cross-entropy instead of F-A)
 # Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 4), THREADS (default 1),
-#      RSSEG (the CLI, default .venv/bin/rsseg).
+#      RSSEG (the CLI, default .venv/bin/rsseg), COARSE (c2fnet's trained coarse run, default semantic_fpn).
 # Each run resumes from RUNS/nwpu_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,11 +37,16 @@ case "$MODEL" in
   semantic_fpn_scratch) $RSSEG train "${common[@]}" --arch semantic_fpn --backbone resnet18 \
                           --out "$RUNS/nwpu_semantic_fpn_scratch" ;;
   hi_resnet) $RSSEG train "${common[@]}" --arch hi_resnet --preset cpu --out "$RUNS/nwpu_hi_resnet" ;;
-  c2fnet)  # fine model only (the paper's schedule): the trained Semantic FPN is the fixed coarse model
+  c2fnet)  # fine model only (the paper's schedule): a trained run (COARSE) is the fixed coarse model
+    COARSE=${COARSE:-semantic_fpn}  # semantic_fpn | farseg | ...: the run RUNS/nwpu_COARSE/last.pt
+    init=$RUNS/nwpu_$COARSE/last.pt
+    [ -f "$init" ] || { echo "c2fnet: coarse run '$init' not found; train it first ($0 $COARSE)" >&2; exit 2; }
+    out=$RUNS/nwpu_c2fnet; [ "$COARSE" = semantic_fpn ] || out=${out}_$COARSE
+    coarse=$(PYTHONPATH=$PWD .venv/bin/python -c 'import json, sys; from engine.checkpoint import load_checkpoint
+s = load_checkpoint(sys.argv[1]).spec; print(json.dumps({"architecture": s.architecture, "config": s.config}))' "$init")
     sub='{"architecture": "semantic_fpn", "config": {"backbone": "efficientnet_lite0", "pretrained": true}}'
-    $RSSEG train "${common[@]}" --arch c2fnet --out "$RUNS/nwpu_c2fnet" \
-      --init "$RUNS/nwpu_semantic_fpn/last.pt" \
-      --config "{\"coarse\": $sub, \"fine\": $sub, \"small_classes\": [\"vehicle\", \"ship\", \"storage_tank\"],
+    $RSSEG train "${common[@]}" --arch c2fnet --out "$out" --init "$init" \
+      --config "{\"coarse\": $coarse, \"fine\": $sub, \"small_classes\": [\"vehicle\", \"ship\", \"storage_tank\"],
                  \"window\": 128, \"stride\": 32, \"top_k\": 32, \"train_top_k\": 4, \"zoom\": 1.0,
                  \"train_coarse\": false}" ;;
   *) echo "unknown model '$MODEL'; choose semantic_fpn, farseg, hi_resnet, c2fnet, semantic_fpn_scratch or farseg_ce" >&2
