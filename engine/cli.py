@@ -166,7 +166,8 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
     p.add_argument("--batch-size", type=int, help="tiles per model call (default: 1 on CPU, 8 on CUDA)")
     p.add_argument("--tile-grid", help="QA output: the tile windows as a polygon layer (.gpkg, .shp, .geojson) "
-                                       "with core bounds, status (run/nodata) and predictions per tile")
+                                       "with core bounds, status (run/nodata/outside_aoi/excluded) and predictions "
+                                       "per tile")
     p.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance, map units")
     p.add_argument("--min-area", type=int, default=4, metavar="PIXELS",
                    help="semantic models: drop class regions smaller than this many pixels (default: %(default)s)")
@@ -179,6 +180,15 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--extent", metavar="XMIN,YMIN,XMAX,YMAX",
                    help="segment only this rectangle, in the raster's CRS units (pixels x,y if it has no CRS); "
                         "write --extent=... when XMIN is negative")
+    p.add_argument("--aoi", metavar="PATH",
+                   help="area of interest: a polygon layer (any vector file GDAL reads, any CRS; the first layer, or "
+                        "'FILE.gpkg|layername=NAME'). An object or class region is kept only if its representative "
+                        "point (shapely representative_point(), always inside it) lies inside the polygons; tiles "
+                        "not touching them are not run; without --extent only their bounding box is segmented")
+    p.add_argument("--exclude", metavar="PATH",
+                   help="areas to ignore, e.g. land for ships: a polygon layer (as --aoi). An object or class region "
+                        "whose representative point lies inside the polygons is dropped; tiles wholly inside them "
+                        "are not run")
     p.add_argument("--no-resample", action="store_true",
                    help="keep the raster's pixel size even when it is outside the model's GSD range")
     p.add_argument("--gsd-tolerance", type=float, default=0.25,

@@ -50,6 +50,7 @@ def input_scale(scale: float | None) -> float | None:
 
 def segment(args: argparse.Namespace, rasters: list[str]) -> None:
     """The checks of `rsseg segment` that need neither the model nor the rasters' pixels."""
+    from engine.inference.area_masks import mask_inputs
     from engine.raster.source import is_gdal_uri
     from engine.vector.writer import check_layer_name
 
@@ -64,7 +65,11 @@ def segment(args: argparse.Namespace, rasters: list[str]) -> None:
     for raster in rasters:
         if not is_gdal_uri(raster):
             check.input_file("raster", raster, "raster")
-    check.distinct_files([("--out", args.out), ("--tile-grid", args.tile_grid)], [("raster", r) for r in rasters])
+    masks = mask_inputs(args.aoi, args.exclude)
+    for flag, path in masks:
+        check.input_file(flag, path, "polygon layer")
+    check.distinct_files([("--out", args.out), ("--tile-grid", args.tile_grid)],
+                         [*(("raster", r) for r in rasters), *masks])
 
 
 def evaluate(args: argparse.Namespace) -> list[int] | None:

@@ -89,8 +89,10 @@ def write_export(export: RasterExport, feedback: QgsRasterBlockFeedback | None =
 
 def build_job(layer: QgsRasterLayer, model: str, output: str, *, layer_name: str, classes=(), extent=None,
               units_per_pixel: float | None = None, bands=None, score_threshold=None, tile_size=None, overlap=None,
-              device: str = "auto", temporary: bool = True, labels: bool = False) -> SegmentJob:
-    """Everything the run needs, read from `layer` now (main thread). `extent` is in the layer's CRS."""
+              device: str = "auto", temporary: bool = True, labels: bool = False, aoi: str | None = None,
+              exclude: str | None = None) -> SegmentJob:
+    """Everything the run needs, read from `layer` now (main thread). `extent` is in the layer's CRS; `aoi`,
+    `exclude`: polygon files the engine reads (SegmentRequest)."""
     if not layer.isValid():
         raise JobError(f"layer '{layer.name()}' is not valid: check that its source still exists")
     path = local_raster_path(layer)
@@ -100,7 +102,7 @@ def build_job(layer: QgsRasterLayer, model: str, output: str, *, layer_name: str
         path, extent = export.path, None  # the exported file is the extent
     box = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()) if extent else None
     request = SegmentRequest(path, model, output, tuple(bands) if bands else None, box, score_threshold,
-                             tile_size, overlap, device)
+                             tile_size, overlap, device, aoi, exclude)
     return SegmentJob(request, layer_name, tuple(classes), temporary, labels, export)
 
 

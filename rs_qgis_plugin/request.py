@@ -13,7 +13,8 @@ class SegmentRequest:
     raster: local raster file; model: shipped model name or checkpoint path; output: vector file path
     (.gpkg, .shp, .geojson); bands: 1-based raster bands fed to the model, in model order (None = all);
     extent: (xmin, ymin, xmax, ymax) in the raster's CRS (None = whole raster); None thresholds and
-    tile settings mean "the model's default".
+    tile settings mean "the model's default". aoi / exclude: polygon files (any CRS; 'f.gpkg|layername=x' for one
+    layer): only objects inside the AOI and outside the exclude polygons are kept (None = no such mask).
     """
 
     raster: str
@@ -25,6 +26,8 @@ class SegmentRequest:
     tile_size: int | None = None
     overlap: int | None = None
     device: str = "auto"
+    aoi: str | None = None
+    exclude: str | None = None
 
     def engine_args(self) -> list[str]:
         """Arguments after `python -m engine`."""
@@ -40,6 +43,10 @@ class SegmentRequest:
             args += ["--tile-size", str(int(self.tile_size))]
         if self.overlap is not None:
             args += ["--overlap", str(int(self.overlap))]
+        if self.aoi:
+            args += ["--aoi", self.aoi]
+        if self.exclude:
+            args += ["--exclude", self.exclude]
         return args
 
 

@@ -32,9 +32,15 @@ def _segment_options(args: argparse.Namespace):
         tile_grid=args.tile_grid, resample=not args.no_resample, gsd_tolerance=args.gsd_tolerance,
         value_range=cli_checks.value_range(args.value_range), sar_input=args.sar_input,
         duplicate_containment=args.duplicate_containment, layer=args.layer, overwrite=args.overwrite,
+        aoi=args.aoi, exclude=args.exclude,
     )
     validation.segment_options(options)
     return options
+
+
+def _masks(args: argparse.Namespace) -> dict[str, str]:
+    """The area masks given (`aoi`, `exclude`: their paths), for the run's `start` event."""
+    return {key: value for key, value in (("aoi", args.aoi), ("exclude", args.exclude)) if value}
 
 
 def _segment(args: argparse.Namespace, reporter) -> int:
@@ -74,7 +80,7 @@ def _segment_one(args: argparse.Namespace, raster: str, reporter) -> int:
         reporter.warning(note)
     reporter.start_fields = {
         "raster": raster, "model": label, "output": args.out, "device": str(predictor.device),
-        "classes": [{"id": c.id, "name": c.name, "colour": c.colour} for c in spec.classes],
+        "classes": [{"id": c.id, "name": c.name, "colour": c.colour} for c in spec.classes], **_masks(args),
     }
     result = segment_raster(raster, args.out, predictor, options, model_label=label, progress=reporter)
     reporter.done(output=result.output, layer=result.layer, features=result.features, tiles=result.tiles,
@@ -101,7 +107,7 @@ def _segment_many(args: argparse.Namespace, rasters: list[str], reporter) -> int
     label, ckpt = load_model(args.model or DEFAULT_MODEL, args.input_scale)
     classes = [{"id": c.id, "name": c.name, "colour": c.colour} for c in ckpt.spec.classes]
     reporter.start_fields = {"rasters" if len(jobs) > 1 else "raster": rasters if len(jobs) > 1 else rasters[0],
-                             "model": label, "output": args.out, "classes": classes}
+                             "model": label, "output": args.out, "classes": classes, **_masks(args)}
     start = time.perf_counter()
     created = make_folder(jobs) if folder_output(rasters, args.out) else None
     try:

@@ -176,6 +176,21 @@ def read_polygon_layer(source: str | Path, to_crs: str | None, class_field: str 
     return PolygonLayer(path, name, fields, tuple(geometries), tuple(classes), tuple(skipped.items()))
 
 
+def skipped_text(layer: PolygonLayer) -> str:
+    """Why a layer gave no polygon: "3 not a polygon; 1 no geometry", or "the layer is empty"."""
+    return "; ".join(f"{n} {reason}" for reason, n in layer.skipped) or "the layer is empty"
+
+
+def read_area_layer(source: str | Path, to_crs: str | None, what: str) -> PolygonLayer:
+    """A layer of area polygons (``what``: "--aoi", "--exclude") in ``to_crs``, as read_polygon_layer reads it;
+    UserError naming ``what`` when it holds no polygon (empty, or points and lines only)."""
+    layer = read_polygon_layer(source, to_crs, None, what=what)
+    if not layer.geometries:
+        raise UserError(f"{what} '{layer.path}': holds no polygons ({skipped_text(layer)}); give a polygon layer "
+                        "of the area")
+    return layer
+
+
 def empty_quota(object_chips: int, empty_fraction: float, available: int) -> int:
     """Most empty chips such that empty / (object + empty) <= empty_fraction, capped by ``available``."""
     if empty_fraction >= 1.0:
@@ -230,5 +245,5 @@ def finalise(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["PolygonLayer", "chip_name", "coco_file", "empty_quota", "finalise", "polygonal", "read_polygon_layer",
-           "same_crs", "split_source", "split_val"]
+__all__ = ["PolygonLayer", "chip_name", "coco_file", "empty_quota", "finalise", "polygonal", "read_area_layer",
+           "read_polygon_layer", "same_crs", "skipped_text", "split_source", "split_val"]

@@ -74,7 +74,17 @@ from shapely.affinity import affine_transform
 from shapely.geometry import box
 from shapely.ops import unary_union
 
-from engine.data.chip_io import chip_name, coco_file, empty_quota, finalise, read_polygon_layer, split_source, split_val
+from engine.data.chip_io import (
+    chip_name,
+    coco_file,
+    empty_quota,
+    finalise,
+    read_area_layer,
+    read_polygon_layer,
+    skipped_text,
+    split_source,
+    split_val,
+)
 from engine.errors import Cancelled, UserError
 from engine.raster.source import GsdPolicy, RasterSource
 from engine.raster.working_grid import accepted_gsd_range
@@ -229,7 +239,7 @@ def _run(src: RasterSource, polygons: str | Path, out: Path, o: ChipOptions,
     work = src.work
     layer = read_polygon_layer(polygons, work.crs_wkt, o.class_field, o.layer)
     if not layer.geometries:
-        why = "; ".join(f"{n} {reason}" for reason, n in layer.skipped) or "the layer is empty"
+        why = skipped_text(layer)
         raise UserError(f"polygons '{layer.path}': holds no usable polygon ({why}); give a layer of polygons"
                         + (f" with a value in '{o.class_field}'" if o.class_field else ""))
     to_pixels = _to_pixels(work, layer.geometries)
@@ -315,9 +325,7 @@ def _tiles(src: RasterSource, o: ChipOptions) -> tuple[list[Tile], str]:
         area = box(col0, row0, col0 + width, row0 + height)
         return [t for t in tiles if area.intersection(_box(t)).area > 0], "--extent"
     if o.aoi:
-        layer = read_polygon_layer(o.aoi, work.crs_wkt, None, what="--aoi")
-        if not layer.geometries:
-            raise UserError(f"--aoi '{o.aoi}': holds no polygons; give a polygon layer of the area to use")
+        layer = read_area_layer(o.aoi, work.crs_wkt, "--aoi")
         aoi = affine_transform(unary_union(list(layer.geometries)), _to_pixels(work, layer.geometries))
         kept = [t for t in tiles if aoi.intersection(_box(t)).area > 0]
         if not kept:

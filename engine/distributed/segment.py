@@ -112,8 +112,9 @@ def _groups(planned: Sequence[_Planned], model: ModelRef, options: SegmentOption
         tiles = p.plan.tiles
         area = tiles_area(tiles)
         for start, stop in tile_groups(tiles, group_tiles):
+            skip = tuple(t for t in tiles[start:stop] if t in p.plan.masked)
             yield index, TileGroup(p.job.raster, tuple(tiles[start:stop]), area, p.grid, model, options,
-                                   p.plan.scaling, settings)
+                                   p.plan.scaling, settings, skip)
 
 
 class _RasterOutput:
@@ -126,7 +127,8 @@ class _RasterOutput:
         self.src = open_source(p.job.raster, spec, options)
         try:
             self.writer = check_outputs(p.job.out, self.src, options, spec, p.job.raster)[0]
-            sink = FeatureSink(self.writer, self.src, spec, model_label or spec.name, Path(p.job.raster).name)
+            sink = FeatureSink(self.writer, self.src, spec, model_label or spec.name, Path(p.job.raster).name,
+                               p.plan.keep)
             self.stage: RowStreamingStage = task_of(spec).writer_stage(sink, p.plan.tiles, settings, NoProgress())
             self.writer.open()
         except BaseException:
@@ -143,7 +145,8 @@ class _RasterOutput:
         """Write the optional tile grid, then commit the output (a tile-grid failure leaves the output as it was)."""
         try:
             if self.options.tile_grid:
-                write_stage_tile_grid(self.options.tile_grid, self.stage, self.src, self.options.overwrite)
+                write_stage_tile_grid(self.options.tile_grid, self.stage, self.src, self.options.overwrite,
+                                      self.planned.plan.masked)
             self.writer.close()
         finally:
             self.src.close()

@@ -50,11 +50,13 @@ class TileGroup:
     options: SegmentOptions
     scaling: InputScaling
     settings: WriterSettings
+    skip: tuple[Tile, ...] = ()  # tiles of `tiles` not to run (left out by the area masks)
 
 
 @dataclass(frozen=True)
 class GroupResult:
-    """A TileGroup's outcome: per tile its task's tile result, or None for an all-nodata tile (never run)."""
+    """A TileGroup's outcome: per tile its task's tile result, or None for a tile never run (all nodata, or in
+    the group's `skip`)."""
 
     results: list[Any]
     forward_seconds: float  # pure model time on the worker
@@ -151,7 +153,7 @@ def run_group(group: TileGroup) -> bytes:
             raise UserError(f"raster '{group.raster}' on worker {_worker_address()}: working grid {grid[:2]} differs "
                             f"from the client's {group.grid[:2]}; every worker must read the same file")
         score_thr = settings.score_threshold
-        for batch in read_batches(src, group.tiles, batch_size, spec, group.scaling):
+        for batch in read_batches(src, group.tiles, batch_size, spec, group.scaling, frozenset(group.skip)):
             outputs = []
             if batch.images:
                 with lock, predictor.min_score(score_thr) if score_thr is not None else nullcontext():

@@ -8,18 +8,21 @@ writer thread: the model's task's writer stage (engine.tasks: instance = streami
   it -> polygons mapped back to the raster's CRS -> VectorWriter (atomic).
 Memory holds a few batches per queue plus about one row of tiles of predictions, whatever the raster
 size. Progress, warnings and cancellation come from one injected engine.progress.Progress.
+Area masks (`aoi`, `exclude`: engine.inference.area_masks) drop tiles from the reader and features before writing.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import rasterio
+from shapely.geometry.base import BaseGeometry
 
 from engine.errors import Cancelled, UserError
+from engine.inference.area_masks import AreaMask, aoi_window, check_masked, mask_inputs, masked_tiles, read_area_mask
 from engine.inference.pipeline import Consumer, Producer
 from engine.inference.predictor import Predictor
 from engine.progress import NoProgress, Progress
@@ -32,7 +35,7 @@ from engine.tasks.stage import FeatureSink, RowStreamingStage, TileBatch, Writer
 from engine.tiling import Tile, extent_to_window, map_bounds, tile_grid_window
 from engine.validation import band_selection, distinct_files, segment_options, tiling
 from engine.vector import VectorWriter
-from engine.vector.tile_grid import write_tile_grid
+from engine.vector.tile_grid import TileRecord, write_tile_grid
 from engine.vector.writer import check_output, default_layer_name
 
 
@@ -60,6 +63,8 @@ class SegmentOptions:
     gdal_cache_mb: int = 128  # GDAL's block cache (its default, 5% of RAM, grows with the raster read)
     layer: str | None = None  # GeoPackage layer; None: "<model>_<raster stem>" (engine.vector.default_layer_name)
     overwrite: bool = False  # replace an existing output file as a whole (default: a GeoPackage keeps its other layers)
+    aoi: str | None = None  # polygon layer: keep features whose representative point lies inside (area_masks)
+    exclude: str | None = None  # polygon layer, e.g. land: drop features whose representative point lies inside
 
 
 @dataclass(frozen=True)
@@ -80,11 +85,13 @@ def _numbers(values: tuple[float, ...]) -> str:
     return ",".join(f"{v:.12g}" for v in values)
 
 
-def _work_window(raster: str | Path, src: RasterSource, extent: tuple[float, ...] | None) -> tuple[int, int, int, int]:
-    """``(row0, col0, height, width)`` of the working grid to segment: all of it, or the pixels under `extent`."""
+def _work_window(raster: str | Path, src: RasterSource, extent: tuple[float, ...] | None,
+                 mask: AreaMask | None = None) -> tuple[int, int, int, int]:
+    """``(row0, col0, height, width)`` of the working grid to segment: all of it, the pixels under `extent`, or
+    without `extent` those under the AOI's bounding box."""
     work = src.work
     if extent is None:
-        return (0, 0, work.height, work.width)
+        return aoi_window(mask, work.transform, work.height, work.width) or (0, 0, work.height, work.width)
     text = _numbers(extent)
     try:
         window = extent_to_window(src.extent_in_work_crs(extent), work.transform, work.height, work.width)
@@ -100,11 +107,15 @@ def _work_window(raster: str | Path, src: RasterSource, extent: tuple[float, ...
 
 
 def read_batches(src: RasterSource, tiles: Sequence[Tile], size: int, spec: ModelSpec,
-                 scaling: InputScaling) -> Iterator[TileBatch]:
-    """Reader stage: windows -> normalised images; all-nodata tiles are only recorded."""
+                 scaling: InputScaling, skip: Container[Tile] = ()) -> Iterator[TileBatch]:
+    """Reader stage: windows -> normalised images; all-nodata tiles and the tiles in `skip` (area masks) are only
+    recorded."""
     for i in range(0, len(tiles), size):
         batch = TileBatch([], [], [], len(tiles[i:i + size]))
         for tile in tiles[i:i + size]:
+            if tile in skip:
+                batch.skipped.append(tile)
+                continue
             pixels, valid = src.read_valid(*tile.window)
             if valid is not None and not valid.any():
                 batch.skipped.append(tile)
@@ -159,7 +170,8 @@ def check_outputs(out: str | Path, src: RasterSource, options: SegmentOptions, s
                   raster: str | Path) -> tuple[VectorWriter, list[str]]:
     """The (not yet opened) writer of `out` and the warnings about its destination, after checking that no
     output is an input and that `out` and the optional tile grid can be written (layer-safe in a GeoPackage)."""
-    distinct_files([("--out", out), ("--tile-grid", options.tile_grid)], [("raster", raster)])
+    distinct_files([("--out", out), ("--tile-grid", options.tile_grid)],
+                   [("raster", raster), *mask_inputs(options.aoi, options.exclude)])
     layer = options.layer if options.layer is not None else default_layer_name(spec.name, raster)
     writer = VectorWriter(out, src.info.crs_wkt, layer_name=layer, overwrite=options.overwrite)
     notes = list(writer.notes)
@@ -170,19 +182,31 @@ def check_outputs(out: str | Path, src: RasterSource, options: SegmentOptions, s
 
 @dataclass(frozen=True)
 class TilePlan:
-    """What to run on one raster: its tiles (row-major, working-grid pixels), value scaling, and notes."""
+    """What to run on one raster: its tiles (row-major, working-grid pixels), value scaling, notes and area masks."""
 
     tiles: list[Tile]
     scaling: InputScaling
     notes: list[str]  # resampling / value scaling decisions, one line each
+    mask: AreaMask | None = None  # --aoi / --exclude in the working grid's map coordinates
+    masked: Mapping[Tile, str] = field(default_factory=dict)  # tiles of `tiles` never run -> QA status
+
+    @property
+    def keep(self) -> Callable[[BaseGeometry], bool] | None:
+        """The FeatureSink's filter: the area mask's `keeps`, or None (every feature is written)."""
+        return self.mask.keeps if self.mask is not None else None
 
 
 def plan_tiles(raster: str | Path, src: RasterSource, spec: ModelSpec, options: SegmentOptions,
                tile_size: int, overlap: int) -> TilePlan:
-    """The tile grid over the area to segment (all of the working grid, or `options.extent`) and the scaling."""
-    tiles = tile_grid_window(*_work_window(raster, src, options.extent), tile_size, overlap)
+    """The tile grid over the area to segment (all of the working grid, `options.extent` or the AOI's bounds), the
+    tiles the area masks leave out, and the scaling."""
+    work = src.work
+    mask = read_area_mask(options.aoi, options.exclude, raster, work.crs_wkt, work.transform, work.height, work.width)
+    tiles = tile_grid_window(*_work_window(raster, src, options.extent, mask), tile_size, overlap)
+    masked = masked_tiles(tiles, mask, work.transform)
+    mask_notes = check_masked(tiles, masked, options.aoi, raster)
     scaling = _plan_scaling(src, spec, options)
-    return TilePlan(tiles, scaling, [n for n in (src.plan.reason, scaling.reason) if n])
+    return TilePlan(tiles, scaling, [n for n in (src.plan.reason, scaling.reason, *mask_notes) if n], mask, masked)
 
 
 def raster_warnings(raster: str | Path, src: RasterSource, spec: ModelSpec, plan: TilePlan) -> list[str]:
@@ -227,10 +251,11 @@ def _segment(raster: str | Path, out: str | Path, predictor: Predictor, options:
         for text in notes + raster_warnings(raster, src, spec, plan):
             progress.warning(text)
         batch_size = options.batch_size or (8 if predictor.device.type == "cuda" else 1)
-        sink = FeatureSink(writer, src, spec, model_label or spec.name, Path(raster).name)
+        sink = FeatureSink(writer, src, spec, model_label or spec.name, Path(raster).name, plan.keep)
         stage = task.writer_stage(sink, tiles, settings, progress)
         with writer:
-            reader = Producer(read_batches(src, tiles, batch_size, spec, plan.scaling), options.queue_depth)
+            reader = Producer(read_batches(src, tiles, batch_size, spec, plan.scaling, plan.masked),
+                              options.queue_depth)
             post = Consumer(stage, options.queue_depth)
             try:
                 score_thr = settings.score_threshold
@@ -251,14 +276,17 @@ def _segment(raster: str | Path, out: str | Path, predictor: Predictor, options:
                 raise Cancelled()
             n = writer.count
             if options.tile_grid:  # before the output is committed: a failure here leaves the output as it was
-                write_stage_tile_grid(options.tile_grid, stage, src, options.overwrite)
+                write_stage_tile_grid(options.tile_grid, stage, src, options.overwrite, plan.masked)
     return SegmentResult(str(out), n, len(tiles), round(time.perf_counter() - start, 3), stage.counts,
                          stage.peak_pending, stage.tiles_run,
                          round(predictor.forward_seconds - forward_before, 3), plan.notes, writer.layer_name)
 
 
 def write_stage_tile_grid(path: str | Path, stage: RowStreamingStage, src: RasterSource,
-                          overwrite: bool = False) -> None:
-    """The QA tile grid of a finished stage (its records, sorted row-major) on `src`'s working grid."""
-    records = sorted(stage.records, key=lambda r: (r.tile.row_off, r.tile.col_off))
+                          overwrite: bool = False, masked: Mapping[Tile, str] | None = None) -> None:
+    """The QA tile grid of a finished stage (its records, sorted row-major) on `src`'s working grid; the tiles in
+    `masked` (skipped by the area masks) get their status from it."""
+    masked = masked or {}
+    records = sorted((TileRecord(r.tile, masked.get(r.tile, r.status), r.n_predictions) for r in stage.records),
+                     key=lambda r: (r.tile.row_off, r.tile.col_off))
     write_tile_grid(path, records, src.work.transform, src.work.crs_wkt, overwrite)

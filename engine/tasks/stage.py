@@ -6,12 +6,13 @@ result; pure, so a Dask worker computes it where the model ran: engine.distribut
 result into the merge state; returns the tile's prediction count for the QA grid) and `release(frontier)`
 (the features whose rows lie above `frontier` are final). The base keeps the bookkeeping: the frontier
 after each batch (the smallest window row of the tiles still to come), progress, one QA record per tile
-and the feature count per class, and writes every feature through the one typed `write_feature`.
+and the feature count per class, and writes every feature through the one typed `write_feature`, after the sink's
+`keep` filter (the area masks of engine.inference.area_masks: one place for every task, in this process or on Dask).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,13 +58,15 @@ class WriterSettings:
 
 @dataclass(frozen=True)
 class FeatureSink:
-    """Where features go: the output layer, the raster (its working grid and CRS), the model and names."""
+    """Where features go: the output layer, the raster (its working grid and CRS), the model and names, and which."""
 
     writer: VectorWriter
     src: RasterSource
     spec: ModelSpec
     model_label: str  # the model's name in the output's "model" attribute
     source: str  # the raster's file name in the "source" attribute
+    keep: Callable[[BaseGeometry], bool] | None = None  # area masks: False for a geometry (working grid's map
+    # coordinates) not to write; None: every feature is written
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ class RowStreamingStage(ABC):
 
     @property
     def tiles_run(self) -> int:
-        """Tiles that went through the model (the others were all nodata)."""
+        """Tiles that went through the model (the others were all nodata, or left out by the area masks)."""
         return sum(r.status == "run" for r in self.records)
 
     def __call__(self, batch: TileBatch) -> None:
@@ -148,7 +151,10 @@ class RowStreamingStage(ABC):
         self.done += size
         frontier = self.frontiers[self.done] if self.done < self.total else None
         if frontier != self.last_frontier:  # a tile row is complete (None: all are): write what is final
+            keep = self.sink.keep
             for feature in self.release(frontier):
+                if keep is not None and not keep(feature.geometry):
+                    continue
                 name = write_feature(self.sink, feature)
                 self.counts[name] = self.counts.get(name, 0) + 1
             self.last_frontier = frontier

@@ -20,7 +20,8 @@ TILE_FIELDS: tuple[tuple[str, str], ...] = (
     ("core_col0", "int"),
     ("core_row1", "int"),
     ("core_col1", "int"),
-    ("status", "str"),  # "run" (through the model) or "nodata" (skipped: no valid pixel)
+    ("status", "str"),  # "run" (through the model); skipped: "nodata" (no valid pixel), "outside_aoi" or
+    # "excluded" (the area masks of segment --aoi / --exclude)
     ("n_predictions", "int"),  # instances above the score threshold predicted in this window
 )
 

@@ -14,6 +14,9 @@ from rs_qgis_plugin.engine_env import engine_root
 from rs_qgis_plugin.progress import ProgressTracker
 from rs_qgis_plugin.runner import WARNING, run_engine
 
+VECTOR_FORMATS = ["gpkg", "shp", "geojson"]  # vector files the engine reads as they are; other layers are written
+# to a temporary GeoPackage first (QgsProcessingAlgorithm.parameterAsCompatibleSourceLayerPath)
+
 
 def require_engine() -> str:
     """The engine interpreter, once it passes the engine check (remembered, or made now); otherwise the check's

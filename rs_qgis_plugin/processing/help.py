@@ -12,6 +12,11 @@ PARAMETER_HELP = {
              "and at which pixel size.",
     "CHECKPOINT": "A model file (.pt) made by `rsseg train`; when given, it is used instead of Model.",
     "EXTENT": "Segment only this rectangle (any CRS; it is transformed to the raster's). Empty: the whole raster.",
+    "AOI": "Keep only the objects inside these polygons (any CRS), e.g. a harbour: an object counts as inside when "
+           "its representative point (a point always inside the object) is. Tiles off the polygons are not run; "
+           "without an extent only their bounding box is segmented.",
+    "EXCLUDE": "Drop the objects inside these polygons (any CRS), e.g. land when looking for ships at sea: an object "
+               "whose representative point lies inside is dropped. Tiles wholly inside are not run.",
     "BANDS": "The raster bands fed to the model, in the model's band order, comma-separated: 3,2,1 feeds "
              "band 3 as red for an RGB model; a band may repeat (1,1,1 feeds a 1-band raster to an RGB model). "
              "Empty: the raster's bands as they are, when their count is the model's.",
@@ -33,7 +38,8 @@ ALGORITHM_HELP = (
 )
 
 _LABELS = {"INPUT": "Raster layer", "MODEL": "Model", "CHECKPOINT": "Checkpoint", "EXTENT": "Processing extent",
-           "BANDS": "Bands", "SCORE_THRESHOLD": "Score threshold", "TILE_SIZE": "Tile size",
+           "AOI": "Area of interest", "EXCLUDE": "Exclude areas", "BANDS": "Bands",
+           "SCORE_THRESHOLD": "Score threshold", "TILE_SIZE": "Tile size",
            "OVERLAP": "Tile overlap", "DEVICE": "Device", "OUTPUT": "Segmented polygons"}
 
 

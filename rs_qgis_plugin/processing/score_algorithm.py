@@ -24,10 +24,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from rs_qgis_plugin.processing.engine_run import EngineSteps, require_engine
+from rs_qgis_plugin.processing.engine_run import VECTOR_FORMATS, EngineSteps, require_engine
 from rs_qgis_plugin.processing.help import SCORE_HELP, SCORE_PARAMETER_HELP, parameter_help
 
-VECTOR_FORMATS = ["gpkg", "shp", "geojson"]
 COLUMNS = (("class", QVariant.String), ("tp", QVariant.Int), ("fp", QVariant.Int), ("fn", QVariant.Int),
            ("precision", QVariant.Double), ("recall", QVariant.Double), ("f1", QVariant.Double))
 

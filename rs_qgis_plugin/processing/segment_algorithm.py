@@ -5,11 +5,13 @@ import time
 from pathlib import Path
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -26,7 +28,7 @@ from rs_qgis_plugin.job import JobError, build_job, execute_job, remove_export
 from rs_qgis_plugin.layers import style_by_class
 from rs_qgis_plugin.models import ModelInfo
 from rs_qgis_plugin.planning import raster_facts, to_layer_crs
-from rs_qgis_plugin.processing.engine_run import require_engine
+from rs_qgis_plugin.processing.engine_run import VECTOR_FORMATS, require_engine
 from rs_qgis_plugin.processing.help import ALGORITHM_HELP, PARAMETER_HELP, short_help
 from rs_qgis_plugin.progress import ProgressTracker
 from rs_qgis_plugin.request import OUTPUT_EXTENSIONS
@@ -68,9 +70,10 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
 
     INPUT, MODEL, CHECKPOINT, EXTENT, BANDS = "INPUT", "MODEL", "CHECKPOINT", "EXTENT", "BANDS"
     SCORE, TILE, OVERLAP, DEVICE, OUTPUT = "SCORE_THRESHOLD", "TILE_SIZE", "OVERLAP", "DEVICE", "OUTPUT"
+    AOI, EXCLUDE = "AOI", "EXCLUDE"
     NAMES = {"bands": "Bands", "extent": "Processing extent", "score-threshold": "Score threshold",
              "tile-size": "Tile size", "overlap": "Tile overlap", "device": "Device", "model": "Model",
-             "out": "Segmented polygons"}
+             "out": "Segmented polygons", "aoi": "Area of interest", "exclude": "Exclude areas"}
 
     def __init__(self, catalog: ModelCatalog | None = None) -> None:
         super().__init__()
@@ -105,6 +108,10 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterFile(self.CHECKPOINT, "Checkpoint (.pt, replaces the model)", extension="pt",
                                        optional=True),
             QgsProcessingParameterExtent(self.EXTENT, "Processing extent", optional=True),
+            QgsProcessingParameterFeatureSource(self.AOI, "Area of interest (polygons)",
+                                                [QgsProcessing.TypeVectorPolygon], optional=True),
+            QgsProcessingParameterFeatureSource(self.EXCLUDE, "Exclude areas, e.g. land (polygons)",
+                                                [QgsProcessing.TypeVectorPolygon], optional=True),
             QgsProcessingParameterString(self.BANDS, "Bands, in model order (e.g. 3,2,1 or 1,1,1)", optional=True),
             QgsProcessingParameterNumber(self.SCORE, "Score threshold", QgsProcessingParameterNumber.Double,
                                          defaultValue=defaults["score_threshold"], minValue=0.0, maxValue=1.0),
@@ -142,6 +149,14 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
         value = (self.parameterAsInt if integer else self.parameterAsDouble)(parameters, key, context)
         return model_or_default(value, self._defaults()[spec_key], info.spec.get(spec_key))
 
+    def _polygons(self, parameters, key: str, context, feedback) -> str | None:
+        """The file the engine reads for an optional polygon layer; a layer that is not a GeoPackage, Shapefile or
+        GeoJSON file as it is (a memory layer, selected features only, a subset filter) is written to a temporary
+        GeoPackage first."""
+        if not parameters.get(key):
+            return None
+        return self.parameterAsCompatibleSourceLayerPath(parameters, key, context, VECTOR_FORMATS, "gpkg", feedback)
+
     def processAlgorithm(self, parameters, context, feedback):
         python = require_engine()
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -171,7 +186,9 @@ class SegmentRasterAlgorithm(QgsProcessingAlgorithm):
                                                           False),
                 tile_size=self._number(parameters, self.TILE, context, "tile_size", info, True),
                 overlap=self._number(parameters, self.OVERLAP, context, "overlap", info, True),
-                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], temporary=False)
+                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], temporary=False,
+                aoi=self._polygons(parameters, self.AOI, context, feedback),
+                exclude=self._polygons(parameters, self.EXCLUDE, context, feedback))
         except JobError as exc:
             raise QgsProcessingException(str(exc)) from None
         feedback.pushInfo(f"Model: {info.title} ({info.name})")

@@ -34,12 +34,11 @@ from rs_qgis_plugin.engine_env import ModelInfoError, ModelListError, checkpoint
 from rs_qgis_plugin.job import JobError, local_raster_path
 from rs_qgis_plugin.models import ModelInfo
 from rs_qgis_plugin.planning import raster_facts, to_layer_crs
-from rs_qgis_plugin.processing.engine_run import EngineSteps, require_engine
+from rs_qgis_plugin.processing.engine_run import VECTOR_FORMATS, EngineSteps, require_engine
 from rs_qgis_plugin.processing.help import TRAIN_HELP, TRAIN_PARAMETER_HELP, parameter_help
 
 DEVICES = ("auto", "cpu", "cuda")
 WARMUP_ITERS = 20  # a short warm-up: fine-tuning runs are a few hundred iterations
-VECTOR_FORMATS = ["gpkg", "shp", "geojson"]
 
 
 def class_names(values) -> list[str]:

@@ -90,13 +90,15 @@ def test_request_arguments_parse_in_the_engine_cli() -> None:
     """The plugin's command line is the engine's: negative coordinates, bands, thresholds all survive."""
     request = SegmentRequest("/data/s.tif", "m.pt", "/out/x.gpkg", bands=(3, 2, 1),
                              extent=(-12.5, -3.0, 100.0, 50.25), score_threshold=0.35, tile_size=256, overlap=0,
-                             device="cpu")
+                             device="cpu", aoi="/data/port.gpkg|layername=port", exclude="/data/land.shp")
     args = build_parser().parse_args(request.engine_args())
     assert (args.rasters, args.model, args.out, args.bands) == (["/data/s.tif"], "m.pt", "/out/x.gpkg", "3,2,1")
+    assert (args.aoi, args.exclude) == ("/data/port.gpkg|layername=port", "/data/land.shp")
     assert args.extent.startswith("-12.5,") and args.progress == "jsonl" and args.device == "cpu"
     assert (args.score_threshold, args.tile_size, args.overlap) == (0.35, 256, 0)
     defaults = build_parser().parse_args(SegmentRequest("a.tif", "m", "o.gpkg").engine_args())
     assert defaults.score_threshold is None and defaults.tile_size is None and defaults.overlap is None
+    assert defaults.aoi is None and defaults.exclude is None
 
 
 def test_runner_returns_the_engine_one_line_reason_once(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -148,11 +148,11 @@ def test_numbers_show_the_model_defaults_and_every_parameter_has_help(qgis_proce
         assert parameter.defaultValue() == default.spec[key], name  # a number, not "Not set"
     for parameter in algorithm.parameterDefinitions():
         assert len(parameter.help()) > 20, parameter.name()
-        assert parameter.name() in ("INPUT", "MODEL", "CHECKPOINT", "EXTENT", "BANDS", "SCORE_THRESHOLD",
-                                    "TILE_SIZE", "OVERLAP", "DEVICE", "OUTPUT")
+        assert parameter.name() in ("INPUT", "MODEL", "CHECKPOINT", "EXTENT", "AOI", "EXCLUDE", "BANDS",
+                                    "SCORE_THRESHOLD", "TILE_SIZE", "OVERLAP", "DEVICE", "OUTPUT")
     help_text = algorithm.shortHelpString()
-    for label in ("Raster layer", "Model", "Checkpoint", "Bands", "Score threshold", "Tile size", "Tile overlap",
-                  "Device", "Segmented polygons", default.title):
+    for label in ("Raster layer", "Model", "Checkpoint", "Area of interest", "Exclude areas", "Bands",
+                  "Score threshold", "Tile size", "Tile overlap", "Device", "Segmented polygons", default.title):
         assert label in help_text, label
 
 
@@ -209,6 +209,44 @@ def test_mismatch_warnings_before_the_run(qgis_processing, plugin, scene_layer, 
                        feedback=feedback)
     warnings = [m for kind, m in feedback.messages if kind == "warning"]
     assert any("looks like a SAR image" in w for w in warnings) and any("colours are lost" in w for w in warnings)
+
+
+def test_area_masks_reach_the_engine_and_a_memory_layer_is_written_to_a_file(
+        qgis_processing, plugin, scene_layer, tiny_checkpoint, tmp_path, monkeypatch) -> None:
+    """AOI: a memory layer (written to a temporary GeoPackage first); Exclude: a GeoPackage, passed as it is."""
+    import processing
+    from fiona.crs import CRS
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+    from shapely.geometry import box, mapping, shape
+
+    from rs_qgis_plugin.processing import segment_algorithm
+
+    left_half, top_left = box(500000, 3997440, 501280, 4000000), box(500000, 3998720, 501280, 4000000)
+    aoi = QgsVectorLayer("Polygon?crs=EPSG:32633", "harbour", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromWkt(left_half.wkt))
+    assert aoi.dataProvider().addFeatures([feature])
+    land = tmp_path / "land.gpkg"
+    with fiona.open(land, "w", driver="GPKG", schema={"geometry": "Polygon", "properties": {}},
+                    crs=CRS.from_epsg(32633)) as dst:
+        dst.write({"geometry": mapping(top_left), "properties": {}})
+    jobs = []
+
+    def spy(job, *args, **kwargs):
+        jobs.append(job)
+        return execute_job(job, *args, **kwargs)
+
+    execute_job = segment_algorithm.execute_job
+    monkeypatch.setattr(segment_algorithm, "execute_job", spy)
+    out = tmp_path / "ships.gpkg"
+    processing.run("rsseg:segment_raster", {"INPUT": scene_layer, "CHECKPOINT": str(tiny_checkpoint), "AOI": aoi,
+                                            "EXCLUDE": str(land), "OUTPUT": str(out)})
+    args = jobs[0].request.engine_args()
+    written = args[args.index("--aoi") + 1]
+    assert written.endswith(".gpkg") and written != str(land) and args[args.index("--exclude") + 1] == str(land)
+    with fiona.open(out) as layer:
+        points = [shape(f["geometry"]).representative_point() for f in layer]
+    assert points and all(left_half.covers(p) and not top_left.covers(p) for p in points)
 
 
 def install_packaged_plugin(tmp_path):
