@@ -45,7 +45,8 @@ PYTHON_SETTLE_MS = 800
 NO_ENGINE = "No working engine: Set up engine… (Engine group) makes one"
 # the engine's flags, as the dock names them
 FLAG_NAMES = {"bands": "Bands", "extent": "Extent", "score-threshold": "Min. score", "tile-size": "Tile size",
-              "overlap": "Overlap", "device": "Device", "model": "Model", "out": "Output file"}
+              "overlap": "Overlap", "device": "Device", "model": "Model", "out": "Output file",
+              "aoi": "Area of interest", "exclude": "Exclude areas"}
 
 
 class SegmentDock(QDockWidget, FORM):
@@ -78,7 +79,11 @@ class SegmentDock(QDockWidget, FORM):
             group.setSettingGroup("rs_qgis_plugin")
             group.setSaveCollapsedState(group is not self.result_group)
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
-        self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        for combo in (self.polygon_combo, self.aoi_combo, self.exclude_combo):
+            combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        for combo in (self.aoi_combo, self.exclude_combo):  # optional: "(none)" first, and chosen
+            combo.setAllowEmptyLayer(True, "(none)")
+            combo.setCurrentIndex(0)  # (setLayer(None) would show a blank combo)
         for combo, modes in ((self.extent_combo, EXTENT_MODES), (self.output_combo, OUTPUT_MODES)):
             for key, text in modes.items():
                 combo.addItem(text, key)
@@ -370,7 +375,8 @@ class SegmentDock(QDockWidget, FORM):
         """The run the widgets describe."""
         bands = self.band_mapping()
         return RunRequest(self.state(), self.current_model(), self.layer_combo.currentLayer(),
-                          self.polygon_combo.currentLayer(), tuple(bands) if bands else None)
+                          self.polygon_combo.currentLayer(), tuple(bands) if bands else None,
+                          self.aoi_combo.currentLayer(), self.exclude_combo.currentLayer())
 
     def current_job(self):
         """The SegmentJob for the current request; JobError names what to fix."""

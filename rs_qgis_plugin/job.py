@@ -135,6 +135,9 @@ def execute_job(job: SegmentJob, python: str, on_progress: Callable[[float], Non
 
 
 def remove_export(job: SegmentJob) -> None:
-    """Delete the temporary GeoTIFF (and its folder) written for a non-file layer."""
+    """Delete the temporary GeoTIFF (and its folder) written for a non-file layer, and the folder of the polygon
+    layers written for --aoi/--exclude (area_layers)."""
     if job.export is not None:
         shutil.rmtree(Path(job.export.path).parent, ignore_errors=True)
+    if job.area_folder:
+        shutil.rmtree(job.area_folder, ignore_errors=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qgis.core import (
@@ -19,6 +19,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from rs_qgis_plugin.area_layers import area_files
 from rs_qgis_plugin.checks import RasterFacts, pixel_size_m
 from rs_qgis_plugin.job import JobError, build_job
 from rs_qgis_plugin.models import ModelInfo
@@ -45,13 +46,16 @@ class CanvasView:
 @dataclass(frozen=True)
 class RunRequest:
     """One run as the dock's widgets describe it: the saved choices, the model, the live layers and the
-    band mapping (1-based layer bands in model order; None = the layer as it is)."""
+    band mapping (1-based layer bands in model order; None = the layer as it is). `polygons` bound the extent
+    (their selected features); `aoi` and `exclude` are polygon layers for --aoi/--exclude, used whole."""
 
     state: DockState
     model: ModelInfo | None
     layer: object  # QgsMapLayer or None
     polygons: QgsVectorLayer | None = None
     bands: tuple[int, ...] | None = None
+    aoi: QgsVectorLayer | None = None
+    exclude: QgsVectorLayer | None = None
 
 
 def _in_layer_crs(layer: QgsRasterLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> QgsRectangle:
@@ -154,13 +158,18 @@ def plan_job(request: RunRequest, view: CanvasView | None) -> SegmentJob:
         raise JobError("model: choose a model, or wait until the engine has listed them")
     extent = processing_extent(state.extent_mode, layer, view, request.polygons)
     output, temporary = output_target(state.output_mode, state.output_path)
+    areas = None
     try:
-        return build_job(layer, model.model, output, layer_name=result_name(model, layer.name(), output, temporary),
-                         classes=model.classes, extent=extent, units_per_pixel=units_per_pixel(layer, view),
-                         bands=request.bands, score_threshold=state.score_threshold, tile_size=state.tile_size,
-                         overlap=state.overlap, device=state.device or "auto", temporary=temporary,
-                         labels=state.labels)
-    except BaseException:  # a refused (or failed) job leaves no empty temporary folder behind
+        areas = area_files(request.aoi, request.exclude)  # memory layers etc. written to a GeoPackage now
+        job = build_job(layer, model.model, output, layer_name=result_name(model, layer.name(), output, temporary),
+                        classes=model.classes, extent=extent, units_per_pixel=units_per_pixel(layer, view),
+                        bands=request.bands, score_threshold=state.score_threshold, tile_size=state.tile_size,
+                        overlap=state.overlap, device=state.device or "auto", temporary=temporary,
+                        labels=state.labels, aoi=areas.aoi, exclude=areas.exclude)
+        return replace(job, area_folder=areas.folder)
+    except BaseException:  # a refused (or failed) job leaves no temporary folder behind
         if temporary:
             shutil.rmtree(Path(output).parent, ignore_errors=True)
+        if areas is not None and areas.folder:
+            shutil.rmtree(areas.folder, ignore_errors=True)
         raise

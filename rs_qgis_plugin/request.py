@@ -76,3 +76,4 @@ class SegmentJob:
     temporary: bool = True  # load the result as a temporary (memory) layer and drop the file
     labels: bool = False
     export: RasterExport | None = None
+    area_folder: str | None = None  # a temporary folder of polygon layers written for --aoi/--exclude

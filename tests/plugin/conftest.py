@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
+from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer
 
 from rs_qgis_plugin import background, settings
 from rs_qgis_plugin.engine_env import EngineReport, check_engine, checkpoint_info, interpreter_stamp
@@ -116,6 +116,24 @@ def scene_layer(tmp_path: Path, qgis_new_project) -> QgsRasterLayer:
     assert layer.isValid()
     QgsProject.instance().addMapLayer(layer)
     return layer
+
+
+@pytest.fixture
+def polygon_layer(qgis_new_project):
+    """Make a memory polygon layer (EPSG:32633, the scene's CRS) of rectangles, added to the project."""
+    def make(name: str, *rects: QgsRectangle) -> QgsVectorLayer:
+        layer = QgsVectorLayer("Polygon?crs=EPSG:32633", name, "memory")
+        features = []
+        for rect in rects:
+            feature = QgsFeature()
+            feature.setGeometry(QgsGeometry.fromRect(rect))
+            features.append(feature)
+        layer.dataProvider().addFeatures(features)
+        layer.updateExtents()
+        QgsProject.instance().addMapLayer(layer)
+        return layer
+
+    return make
 
 
 @pytest.fixture

@@ -1,15 +1,14 @@
-"""Dock options: band mapping, extents from selected features, non-file rasters, the engine check in the
-background and remembered, mismatch warnings, the log, settings."""
+"""Dock options: band mapping, extents from selected features, area of interest and exclude layers, non-file
+rasters, the engine check in the background and remembered, mismatch warnings, the log, settings."""
 from __future__ import annotations
 
+import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 from qgis.core import (
     Qgis,
-    QgsFeature,
-    QgsGeometry,
     QgsProject,
     QgsRasterLayer,
     QgsRectangle,
@@ -19,8 +18,11 @@ from qgis.core import (
 from qgis.PyQt.QtCore import Qt
 
 from rs_qgis_plugin import settings
-from rs_qgis_plugin.dock import SegmentDock
-from rs_qgis_plugin.job import JobError
+from rs_qgis_plugin.area_layers import write_geopackage
+from rs_qgis_plugin.checks import translate_flags
+from rs_qgis_plugin.dock import FLAG_NAMES, SegmentDock
+from rs_qgis_plugin.job import JobError, remove_export
+from rs_qgis_plugin.layers import RESULTS_GROUP
 from rs_qgis_plugin.state import DockState
 from tests.data.make_fixtures import write_scene_geotiff
 
@@ -60,16 +62,12 @@ def test_one_band_layer_feeds_every_band_of_a_three_band_model(plugin, qgis_new_
     assert dock.band_mapping() == [1, 1, 1]
 
 
-def test_selected_features_give_the_extent(plugin, scene_layer, qgis_iface) -> None:
+def test_selected_features_give_the_extent(plugin, scene_layer, polygon_layer, qgis_iface) -> None:
     dock = plugin.show_dock(True)
     dock.extent_combo.setCurrentIndex(2)
-    polygons = QgsVectorLayer("Polygon?crs=EPSG:32633", "aoi", "memory")
     full = scene_layer.extent()
     aoi = QgsRectangle(full.xMinimum() + 100, full.yMinimum() + 200, full.xMinimum() + 900, full.yMinimum() + 700)
-    feature = QgsFeature()
-    feature.setGeometry(QgsGeometry.fromRect(aoi))
-    polygons.dataProvider().addFeatures([feature])
-    QgsProject.instance().addMapLayer(polygons)
+    polygons = polygon_layer("aoi", aoi)
     dock.polygon_combo.setLayer(polygons)
     with pytest.raises(JobError, match="no selected features"):
         dock.current_job()
@@ -105,6 +103,69 @@ def test_raster_that_is_not_a_plain_file_is_exported_first(plugin, qgis_new_proj
     assert len(results) == 1 and results[0].featureCount() > 0, dock.log.toPlainText()
     assert results[0].crs().authid() == "EPSG:32633"
     assert "Writing the layer extent to" in dock.log.toPlainText()
+
+
+def test_area_layers_start_at_none_and_add_no_flags(plugin, scene_layer, polygon_layer) -> None:
+    land = polygon_layer("land", scene_layer.extent())
+    dock = plugin.show_dock(True)
+    for combo in (dock.aoi_combo, dock.exclude_combo):
+        assert combo.currentLayer() is None and combo.currentText() == "(none)"
+        assert [combo.itemText(i) for i in range(combo.count())] == ["(none)", "land"]  # polygon layers only
+        assert "representative point" in combo.toolTip()
+    polygon_layer("sea", scene_layer.extent())  # a layer added later is not chosen either
+    assert dock.aoi_combo.currentLayer() is None and dock.exclude_combo.currentLayer() is None
+    job = dock.current_job()
+    assert not {"--aoi", "--exclude"} & set(job.request.engine_args()) and job.area_folder is None
+    message = translate_flags(f"--exclude '{land.source()}': holds no polygons", FLAG_NAMES)
+    assert message.startswith('"Exclude areas" ')
+
+
+def test_a_polygon_file_goes_to_the_engine_as_it_is_and_a_filtered_one_is_written(
+        plugin, scene_layer, polygon_layer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = scene_layer.extent()
+    two = polygon_layer("drawn", full, QgsRectangle(full.xMinimum(), full.yMinimum(), full.center().x(),
+                                                    full.center().y()))
+    gpkg = write_geopackage(two, str(tmp_path / "land.gpkg"), "test")
+    land = QgsVectorLayer(f"{gpkg}|layername=land", "land", "ogr")
+    assert land.isValid() and land.featureCount() == 2
+    QgsProject.instance().addMapLayer(land)
+    dock = plugin.show_dock(True)
+    dock.exclude_combo.setLayer(land)
+    job = dock.current_job()
+    args = job.request.engine_args()
+    assert args[args.index("--exclude") + 1] == f"{gpkg}|layername=land" and "--aoi" not in args
+    assert job.area_folder is None
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the written layer's rsseg_* folder goes
+    land.setSubsetString("fid = 1")  # the engine would read the whole file: what the layer shows is written
+    job = dock.current_job()
+    folder = Path(job.area_folder)
+    assert folder.parent == tmp_path and Path(job.request.exclude) == folder / "exclude.gpkg"
+    assert QgsVectorLayer(job.request.exclude, "written", "ogr").featureCount() == 1
+    remove_export(job)
+    assert not folder.exists()
+
+
+def test_a_memory_aoi_layer_is_written_to_a_temporary_geopackage_and_removed_after_the_run(
+        plugin, scene_layer, polygon_layer, tiny_info, qtbot) -> None:
+    full = scene_layer.extent()
+    harbour = QgsRectangle(full.xMinimum(), full.yMaximum() - 1280, full.xMinimum() + 1280, full.yMaximum())
+    dock = plugin.show_dock(True)
+    dock.select_model(tiny_info)
+    dock.layer_combo.setLayer(scene_layer)
+    dock.aoi_combo.setLayer(polygon_layer("harbour", harbour))  # the top-left 128 x 128 pixels
+    qtbot.mouseClick(dock.run_button, Qt.LeftButton)
+    running = dock.task.job
+    written = running.request.aoi
+    assert Path(written) == Path(running.area_folder) / "aoi.gpkg"
+    copy = QgsVectorLayer(written, "copy", "ogr")
+    assert [f.geometry().boundingBox() for f in copy.getFeatures()] == [harbour]
+    del copy
+    qtbot.waitUntil(lambda: dock.task is None, timeout=180_000)
+    assert not Path(running.area_folder).exists()  # removed with the job
+    assert f"--aoi {written}" in dock.log.toPlainText()
+    (result,) = [node.layer() for node in QgsProject.instance().layerTreeRoot().findGroup(RESULTS_GROUP).findLayers()]
+    points = [f.geometry().pointOnSurface() for f in result.getFeatures()]
+    assert points and all(harbour.contains(p.asPoint()) for p in points), dock.log.toPlainText()
 
 
 def test_check_engine_runs_in_the_background_and_is_remembered(plugin, qgis_new_project, qgis_iface,

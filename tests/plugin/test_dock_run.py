@@ -1,5 +1,5 @@
 """Pressing "Segment layer" runs the real engine subprocess: a styled layer in the results group with a
-summary in the dock, a file, a cancel, a failure."""
+summary in the dock, a file, an exclude layer, a cancel, a failure."""
 from __future__ import annotations
 
 import re
@@ -17,6 +17,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import Qt
 
+from rs_qgis_plugin.area_layers import write_geopackage
 from rs_qgis_plugin.layers import RESULTS_GROUP
 from rs_qgis_plugin.progress import LOADING
 from rs_qgis_plugin.task import LOG_TAG
@@ -129,6 +130,20 @@ def test_segment_to_geopackage_with_canvas_extent(dock, qtbot, tmp_path: Path, q
     assert "--extent=" in dock.log.toPlainText()
     boxes = [f.geometry().boundingBox() for f in layer.getFeatures()]
     assert boxes and all(b.intersects(visible) for b in boxes)
+
+
+def test_exclude_layer_over_the_whole_raster_gives_an_empty_layer(dock, qtbot, tmp_path: Path, scene_layer,
+                                                                   polygon_layer) -> None:
+    land = write_geopackage(polygon_layer("drawn", scene_layer.extent().buffered(100)), str(tmp_path / "land.gpkg"),
+                            "test")
+    layer = QgsVectorLayer(land, "land", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    dock.exclude_combo.setLayer(layer)
+    _run(dock, qtbot)
+    text = dock.log.toPlainText()
+    assert f"--exclude {land}" in text and "--exclude covers every tile" in text  # the file itself, as it is
+    (result,) = [node.layer() for node in QgsProject.instance().layerTreeRoot().findGroup(RESULTS_GROUP).findLayers()]
+    assert result.featureCount() == 0 and dock.status_label.text().startswith("Done:"), text
 
 
 def test_cancel_says_cancelled_and_leaves_no_layer_and_no_file(plugin, qgis_new_project, tiny_checkpoint, tmp_path,
