@@ -5,7 +5,9 @@
 #   MODEL: semantic_fpn | farseg | hi_resnet | c2fnet | semantic_fpn_scratch (ResNet-18 from scratch, as
 #   Hi-ResNet has no pretrained weights here) | farseg_ce (ablation: plain cross-entropy instead of F-A)
 # Env: DATA (default ../shared/data), RUNS (default runs), EPOCHS (default 4), THREADS (default 1),
-#      RSSEG (the CLI, default .venv/bin/rsseg), COARSE (c2fnet's trained coarse run, default semantic_fpn).
+#      RSSEG (the CLI, default .venv/bin/rsseg), COARSE (c2fnet's trained coarse run, default semantic_fpn),
+#      INIT (a checkpoint to start from: a warm restart, a new schedule on trained weights; not for c2fnet),
+#      RUN_SUFFIX (appended to the run folder name, e.g. _restart).
 # Each run resumes from RUNS/nwpu_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,18 +29,21 @@ common=(--coco "$SPLIT/train.json" --images "$DATA/nwpu_vhr10/images" --val-coco
         --sensor optical --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --band-names red,green,blue --gsd 0.5
         --epochs "$EPOCHS" --batch-size 2 --crop-size 384 --optimizer adamw --lr 0.001 --weight-decay 0.0001
         --warmup-iters 100 --eval-every 2 --seed 0 --threads "$THREADS" --workers 1
-        --description "NWPU VHR-10 11-class semantic map (validation split: 20% of train.json, seed 0)")
+        --description "NWPU VHR-10 11-class semantic map (validation split: 20% of train.json, seed 0)"
+        ${INIT:+--init "$INIT"})
+S=${RUN_SUFFIX:-}
 LITE0=(--backbone efficientnet_lite0 --pretrained)
 case "$MODEL" in
-  semantic_fpn) $RSSEG train "${common[@]}" --arch semantic_fpn "${LITE0[@]}" --out "$RUNS/nwpu_semantic_fpn" ;;
-  farseg) $RSSEG train "${common[@]}" --arch farseg --preset cpu "${LITE0[@]}" --out "$RUNS/nwpu_farseg" \
+  semantic_fpn) $RSSEG train "${common[@]}" --arch semantic_fpn "${LITE0[@]}" --out "$RUNS/nwpu_semantic_fpn$S" ;;
+  farseg) $RSSEG train "${common[@]}" --arch farseg --preset cpu "${LITE0[@]}" --out "$RUNS/nwpu_farseg$S" \
             --config "{\"annealing_steps\": $((EPOCHS * 182 / 6))}" ;;  # the paper: T = 1/6 of the schedule
-  farseg_ce) $RSSEG train "${common[@]}" --arch farseg --preset cpu-ce "${LITE0[@]}" --out "$RUNS/nwpu_farseg_ce" ;;
+  farseg_ce) $RSSEG train "${common[@]}" --arch farseg --preset cpu-ce "${LITE0[@]}" --out "$RUNS/nwpu_farseg_ce$S" ;;
   semantic_fpn_scratch) $RSSEG train "${common[@]}" --arch semantic_fpn --backbone resnet18 \
-                          --out "$RUNS/nwpu_semantic_fpn_scratch" ;;
-  hi_resnet) $RSSEG train "${common[@]}" --arch hi_resnet --preset cpu --out "$RUNS/nwpu_hi_resnet" ;;
+                          --out "$RUNS/nwpu_semantic_fpn_scratch$S" ;;
+  hi_resnet) $RSSEG train "${common[@]}" --arch hi_resnet --preset cpu --out "$RUNS/nwpu_hi_resnet$S" ;;
   c2fnet)  # fine model only (the paper's schedule): a trained run (COARSE) is the fixed coarse model
     COARSE=${COARSE:-semantic_fpn}  # semantic_fpn | farseg | ...: the run RUNS/nwpu_COARSE/last.pt
+    [ -z "${INIT:-}" ] || { echo "c2fnet: INIT is not used; COARSE names the coarse run" >&2; exit 2; }
     init=$RUNS/nwpu_$COARSE/last.pt
     [ -f "$init" ] || { echo "c2fnet: coarse run '$init' not found; train it first ($0 $COARSE)" >&2; exit 2; }
     out=$RUNS/nwpu_c2fnet; [ "$COARSE" = semantic_fpn ] || out=${out}_$COARSE
