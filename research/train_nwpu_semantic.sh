@@ -47,8 +47,8 @@ case "$MODEL" in
     init=$RUNS/nwpu_$COARSE/last.pt
     [ -f "$init" ] || { echo "c2fnet: coarse run '$init' not found; train it first ($0 $COARSE)" >&2; exit 2; }
     out=$RUNS/nwpu_c2fnet; [ "$COARSE" = semantic_fpn ] || out=${out}_$COARSE
-    coarse=$(PYTHONPATH=$PWD .venv/bin/python -c 'import json, sys; from engine.checkpoint import load_checkpoint
-s = load_checkpoint(sys.argv[1]).spec; print(json.dumps({"architecture": s.architecture, "config": s.config}))' "$init")
+    coarse=$($RSSEG info "$init" --json | python3 -c 'import json, sys; s = json.load(sys.stdin)["spec"]
+print(json.dumps({"architecture": s["architecture"], "config": s["config"]}))')
     sub='{"architecture": "semantic_fpn", "config": {"backbone": "efficientnet_lite0", "pretrained": true}}'
     $RSSEG train "${common[@]}" --arch c2fnet --out "$out" --init "$init" \
       --config "{\"coarse\": $coarse, \"fine\": $sub, \"small_classes\": [\"vehicle\", \"ship\", \"storage_tank\"],
