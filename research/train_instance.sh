@@ -85,7 +85,7 @@ case "$MODEL" in
                   --config "{$RCNN, \"neck\": \"fpn\", \"mask_flow\": \"isnetv2\"}" ;;
   cascade) exec $RSSEG train "${common[@]}" --arch cascade_mask_rcnn "${LITE0[@]}" --out "$out" --config "{$RCNN}" ;;
   hq_isnet_hrnet) exec $RSSEG train "${common[@]}" --arch hq_isnet --backbone hrnet_w18 --out "$out" \
-                    --config "{$(echo "$RCNN" | sed 's/"frozen_blocks": 3, //'), \"neck\": \"hrfpn\", \"mask_flow\": \"isnetv2\"}" ;;
+                    --config "{$(echo "$RCNN" | sed 's/"frozen_blocks": [0-9]*, //'), \"neck\": \"hrfpn\", \"mask_flow\": \"isnetv2\"}" ;;
   solov2) exec $RSSEG train "${common[@]}" --arch solov2 "${LITE0[@]}" --out "$out" --config "{$SOLO}" ;;
   solov2_dcn) exec $RSSEG train "${common[@]}" --arch solov2 "${LITE0[@]}" --out "$out" \
                 --config "{$SOLO, \"dcn\": \"kernel\"}" ;;

@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run_script(tmp_path: Path, script: str, *args: str, split: str) -> tuple[list[str], str]:
+def _run_script(tmp_path: Path, script: str, *args: str, split: str,
+                extra_env: dict[str, str] | None = None) -> tuple[list[str], str]:
     """Run research/SCRIPT with a recording CLI in place of rsseg -> (PYTHONPATH entries, recorded argv)."""
     record = tmp_path / "record.txt"
     fake_cli = tmp_path / "rsseg"
@@ -19,7 +20,7 @@ def _run_script(tmp_path: Path, script: str, *args: str, split: str) -> tuple[li
     (tmp_path / "runs" / "splits" / split).mkdir(parents=True)
     (tmp_path / "runs" / "splits" / split / "val.json").write_text("{}")  # no split step
     env = {**os.environ, "RSSEG": str(fake_cli), "RUNS": str(tmp_path / "runs"), "DATA": str(tmp_path),
-           "PYTHONPATH": "/elsewhere"}
+           "PYTHONPATH": "/elsewhere", **(extra_env or {})}
     subprocess.run(["bash", str(ROOT / "research" / script), *args], check=True, env=env, cwd=tmp_path,
                    timeout=60)
     python_path, argv = record.read_text().split("\n", 1)
@@ -38,3 +39,16 @@ def test_training_script_puts_its_own_checkout_first_on_the_path(
     assert Path(python_path[0]).resolve() == ROOT  # this checkout's engine wins over an editable install
     assert python_path[1:] == ["/elsewhere"]  # the caller's path is kept, after it
     assert argv.startswith("train ") and arch in argv
+
+
+@pytest.mark.parametrize("frozen", ["0", "3", "6"])
+def test_hrnet_row_drops_the_lite_trunk_freeze_whatever_its_count(tmp_path: Path, frozen: str) -> None:
+    """HRNet-W18 trains from scratch and takes no `frozen_blocks`; FROZEN sets it for the Lite trunks only."""
+    _, argv = _run_script(tmp_path, "train_instance.sh", "ssdd", "hq_isnet_hrnet", split="ssdd",
+                          extra_env={"FROZEN": frozen})
+    assert "--backbone hrnet_w18" in argv and '"neck": "hrfpn"' in argv
+    assert "frozen_blocks" not in argv
+    (tmp_path / "lite").mkdir()
+    _, lite = _run_script(tmp_path / "lite", "train_instance.sh", "ssdd", "hq_isnet", split="ssdd",
+                          extra_env={"FROZEN": frozen})
+    assert f'"frozen_blocks": {frozen},' in lite
