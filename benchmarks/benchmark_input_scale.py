@@ -2,7 +2,8 @@
 
     python -m benchmarks.benchmark_input_scale --candidate NAME=MODEL_OR_CHECKPOINT@SCALE [...]
         [--scene data/demo/hrsid_demo_scene.tif] [--truth data/demo/hrsid_demo_truth.gpkg]
-        [--coco VAL.json --images DIR] [--sweep] [--threads 2] [--out-dir out/benchmark] [--tag input_scale]
+        [--coco VAL.json --images DIR] [--sweep] [--config NAME='{"box_nms_thresh": 0.6}'] [--threads 2]
+        [--out-dir out/benchmark] [--tag input_scale]
 
 Per candidate (a shipped model name or a checkpoint, and the zoom `--input-scale` it runs at), in this process
 one after another: `rsseg segment` of the scene (no resampling: the scene keeps its pixels, the zoom is the
@@ -10,8 +11,10 @@ candidate's), timed from the model loaded to the file written -> MPix/s of the s
 result against the scene's reference ships -> precision, recall, F1 (one-to-one, IoU >= 0.5); and, with
 `--coco`/`--images`, `rsseg evaluate` -> validation mask and box AP at that zoom; with `--sweep`, the scene
 segmented again at score >= 0.05 and scored at every threshold (`rsseg score --sweep`) -> the scene's own
-best threshold and F1, an optimistic bound beside the model's default threshold. Speeds are only comparable
-from an otherwise idle machine. Writes `<tag>.md` and `<tag>.json` to --out-dir and prints the table.
+best threshold and F1, an optimistic bound beside the model's default threshold. `--config NAME=JSON` changes
+inference settings of the architecture config for that candidate (e.g. the box NMS IoU of a crowded scene).
+Speeds are only comparable from an otherwise idle machine. Writes `<tag>.md` and `<tag>.json` to --out-dir and
+prints the table.
 """
 from __future__ import annotations
 
@@ -35,7 +38,24 @@ def parse_candidate(text: str) -> tuple[str, str, float]:
     return name, model, float(scale)
 
 
-def measure(name: str, model: str, scale: float, args: argparse.Namespace, out_dir: Path) -> dict:
+def parse_configs(texts: list[str], names: list[str]) -> dict[str, dict]:
+    """['NAME={"key": value}', ...] -> {NAME: {key: value}}; every NAME must be a candidate's."""
+    configs = {}
+    for text in texts:
+        name, _, body = text.partition("=")
+        try:
+            configs[name] = json.loads(body)
+        except json.JSONDecodeError as exc:
+            example = "crowd='{\"box_nms_thresh\": 0.6}'"
+            raise SystemExit(f"--config {text!r}: give NAME=JSON, e.g. {example} ({exc})") from None
+        if name not in names or not isinstance(configs[name], dict):
+            raise SystemExit(f"--config {text!r}: NAME must be one of the candidates ({', '.join(names)}) and JSON "
+                             "an object of config keys")
+    return configs
+
+
+def measure(name: str, model: str, scale: float, args: argparse.Namespace, out_dir: Path,
+            config: dict | None = None) -> dict:
     import torch
 
     from engine.evaluation.coco_eval import evaluate_model
@@ -47,7 +67,14 @@ def measure(name: str, model: str, scale: float, args: argparse.Namespace, out_d
 
     torch.set_num_threads(args.threads)
     label, ckpt = resolve_model(model)
-    ckpt = replace(ckpt, spec=ckpt.spec.with_updates(input_scale=scale))
+    updates = {"input_scale": scale}
+    if config:
+        unknown = sorted(set(config) - set(ckpt.spec.config))
+        if unknown:
+            raise SystemExit(f"--config {name}: {', '.join(unknown)} not in {label}'s config; choose among "
+                             f"{', '.join(sorted(ckpt.spec.config))}")
+        updates["config"] = {**ckpt.spec.config, **config}
+    ckpt = replace(ckpt, spec=ckpt.spec.with_updates(**updates))
     predictor = Predictor(ckpt, "cpu")
     out = out_dir / f"{args.tag}_{name}.gpkg"
     out.unlink(missing_ok=True)
@@ -58,6 +85,7 @@ def measure(name: str, model: str, scale: float, args: argparse.Namespace, out_d
     seconds = time.perf_counter() - start
     score = score_files(str(out), args.truth).to_dict()["overall"]
     row = {"candidate": name, "model": model, "input_scale": scale, "trunk": ckpt.spec.config.get("backbone"),
+           "config": config or {},
            "objects": result.features, "seconds": round(seconds, 1), "mpix_per_s": round(mpix / seconds, 3),
            "score_threshold": ckpt.spec.score_threshold,
            "precision": score["precision"], "recall": score["recall"], "f1": score["f1"]}
@@ -105,14 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", action="store_true",
                    help="also segment the scene at score >= 0.05 and report the threshold of the best F1 on it "
                         "(chosen on the scene itself: an optimistic bound, not the model's default)")
+    p.add_argument("--config", action="append", default=[], metavar="NAME=JSON",
+                   help="inference config overrides for candidate NAME, e.g. crowd='{\"box_nms_thresh\": 0.6}'")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=Path("out/benchmark"))
     p.add_argument("--tag", default="input_scale")
     args = p.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    candidates = [parse_candidate(text) for text in args.candidate]
+    configs = parse_configs(args.config, [name for name, _, _ in candidates])
     rows = []
-    for text in args.candidate:
-        rows.append(measure(*parse_candidate(text), args, args.out_dir))
+    for name, model, scale in candidates:
+        rows.append(measure(name, model, scale, args, args.out_dir, configs.get(name)))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     text = table(rows)
     print(text)

@@ -142,3 +142,14 @@ def test_input_scale_benchmark_sweeps_the_scene_like_rsseg_score(tmp_path: Path,
                   "--out", str(tmp_path / "s.json")]) == 0
     best = json.loads((tmp_path / "s.json").read_text())["sweep_best"]
     assert (best["threshold"], best["f1"]) == (row["scene_best_threshold"], row["scene_best_f1"])
+
+
+def test_input_scale_benchmark_reads_config_overrides_per_candidate() -> None:
+    from benchmarks.benchmark_input_scale import parse_configs
+
+    configs = parse_configs(['crowd={"box_nms_thresh": 0.6, "detections_per_img": 500}'], ["shipped", "crowd"])
+    assert configs == {"crowd": {"box_nms_thresh": 0.6, "detections_per_img": 500}}
+    with pytest.raises(SystemExit, match="NAME must be one of the candidates"):
+        parse_configs(['other={"box_nms_thresh": 0.6}'], ["shipped"])
+    with pytest.raises(SystemExit, match="give NAME=JSON"):
+        parse_configs(["shipped={box_nms_thresh: 0.6}"], ["shipped"])
