@@ -14,7 +14,8 @@
 #      TRUNK (efficientnet_lite0 | efficientnet_lite2, default lite0), FROZEN (trunk blocks frozen, default 3),
 #      SCALE (input zoom, default 1), JITTER (scale jitter min,max around SCALE, default 0.8,1.25),
 #      AUG (1: SAR gain/gamma/speckle augmentation, default 0), PASTE (crowd copy-paste probability, default off), EVAL_EVERY (epochs between validations, 0: at the end),
-#      CHECKPOINT_EVERY (iterations between last.pt saves inside an epoch, default 50: a stop loses at most that).
+#      CHECKPOINT_EVERY (iterations between last.pt saves inside an epoch, default 50: a stop loses at most that),
+#      SEED (data order, augmentation and head initialisation, default 0: a second seed measures run-to-run spread).
 # Each run resumes from RUNS/DATASET_MODEL/last.pt, so re-running the same line continues it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +54,7 @@ SPLIT=$RUNS/splits/$DATASET
 # jitter 0.8-1.25, flips/rot90, seed 0, EPOCHS epochs; validation on the held-out 20% (whole images) at the end.
 common=(--coco "$SPLIT/train.json" --images "$DATA/$folder/images" "${input[@]}"
         --epochs "$EPOCHS" --batch-size 2 --crop-size 512 --lr "$LR" --warmup-iters 100
-        --schedule cosine --eval-every "${EVAL_EVERY:-0}" --seed 0 --threads "$THREADS" --workers "$WORKERS" --device "$DEVICE"
+        --schedule cosine --eval-every "${EVAL_EVERY:-0}" --seed "${SEED:-0}" --threads "$THREADS" --workers "$WORKERS" --device "$DEVICE"
         --checkpoint-every "${CHECKPOINT_EVERY:-50}"
         --tile-size 512 --overlap 128 --score-threshold 0.5 --input-scale "$SCALE" --scale-jitter "$JITTER")
 [ "$AUG" = 1 ] && common+=(--sar-augment)

@@ -52,3 +52,9 @@ def test_hrnet_row_drops_the_lite_trunk_freeze_whatever_its_count(tmp_path: Path
     _, lite = _run_script(tmp_path / "lite", "train_instance.sh", "ssdd", "hq_isnet", split="ssdd",
                           extra_env={"FROZEN": frozen})
     assert f'"frozen_blocks": {frozen},' in lite
+
+
+def test_instance_script_seed_changes_the_run_not_the_split(tmp_path: Path) -> None:
+    _, argv = _run_script(tmp_path, "train_instance.sh", "ssdd", "mask_rcnn", split="ssdd", extra_env={"SEED": "1"})
+    assert "--seed 1 " in argv and "--seed 0" not in argv
+    assert f"--coco {tmp_path}/runs/splits/ssdd/train.json" in argv  # the fixed split (made with seed 0)
