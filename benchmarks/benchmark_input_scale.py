@@ -61,6 +61,7 @@ def measure(name: str, model: str, scale: float, args: argparse.Namespace, out_d
     from engine.evaluation.coco_eval import evaluate_model
     from engine.inference.predictor import Predictor
     from engine.inference.segment import SegmentOptions, segment_raster
+    from engine.models import resolve_config
     from engine.tasks import task_of
     from engine.vector.score import score_files
     from engine.zoo import resolve_model
@@ -69,11 +70,10 @@ def measure(name: str, model: str, scale: float, args: argparse.Namespace, out_d
     label, ckpt = resolve_model(model)
     updates = {"input_scale": scale}
     if config:
-        unknown = sorted(set(config) - set(ckpt.spec.config))
-        if unknown:
-            raise SystemExit(f"--config {name}: {', '.join(unknown)} not in {label}'s config; choose among "
-                             f"{', '.join(sorted(ckpt.spec.config))}")
-        updates["config"] = {**ckpt.spec.config, **config}
+        try:  # checked by the architecture's typed config: an unknown key or a bad value names the valid ones
+            updates["config"] = resolve_config(ckpt.spec.architecture, None, {**ckpt.spec.config, **config})
+        except ValueError as exc:
+            raise SystemExit(f"--config {name}: {exc}") from None
     ckpt = replace(ckpt, spec=ckpt.spec.with_updates(**updates))
     predictor = Predictor(ckpt, "cpu")
     out = out_dir / f"{args.tag}_{name}.gpkg"

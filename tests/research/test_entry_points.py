@@ -131,8 +131,14 @@ def test_input_scale_benchmark_sweeps_the_scene_like_rsseg_score(tmp_path: Path,
     write_scene_polygons(truth, class_names=("ship", "ship"))
     out = tmp_path / "bench"
     assert benchmark(["--candidate", f"tiny={tiny_checkpoint}@1", "--scene", str(scene), "--truth", str(truth),
+                      "--candidate", f"capped={tiny_checkpoint}@1", "--config", 'capped={"detections_per_img": 1}',
                       "--sweep", "--threads", "1", "--out-dir", str(out), "--tag", "t"]) == 0
-    row = json.loads((out / "t.json").read_text())["rows"][0]
+    row, capped = json.loads((out / "t.json").read_text())["rows"]
+    # the override reaches the model: at most one detection per tile instead of the tiny model's many
+    assert capped["config"] == {"detections_per_img": 1} and row["config"] == {}
+    with rasterio.open(scene) as ds:
+        tiles = len(range(0, ds.width - 32, 96)) * len(range(0, ds.height - 32, 96))
+    assert 0 < capped["objects"] <= tiles < row["objects"]
     table = (out / "t.md").read_text()
     assert "scene-best score >=" in table and f"| {row['scene_best_f1']:.3f} |" in table
     assert row["score_threshold"] == 0.0  # the tiny checkpoint's own
@@ -153,3 +159,12 @@ def test_input_scale_benchmark_reads_config_overrides_per_candidate() -> None:
         parse_configs(['other={"box_nms_thresh": 0.6}'], ["shipped"])
     with pytest.raises(SystemExit, match="give NAME=JSON"):
         parse_configs(["shipped={box_nms_thresh: 0.6}"], ["shipped"])
+
+
+def test_input_scale_benchmark_rejects_a_config_key_the_architecture_lacks(tiny_checkpoint: Path,
+                                                                          tmp_path: Path) -> None:
+    from benchmarks.benchmark_input_scale import main as benchmark
+
+    with pytest.raises(SystemExit, match="unknown mask_rcnn config key.*box_nms_thresh"):
+        benchmark(["--candidate", f"tiny={tiny_checkpoint}@1", "--config", 'tiny={"box_nms": 0.6}',
+                   "--out-dir", str(tmp_path)])
